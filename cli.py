@@ -1,0 +1,217 @@
+"""The clipsearch command line: parse arguments, call the library, format output.
+
+No engine logic lives here. Library errors become one line on stderr and a
+non-zero exit code; results go to stdout, progress and warnings to stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional, TypeVar
+
+import typer
+
+from search import ClipSearchError, Library, ModelSpec
+from search.errors import Interrupted
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Search photo folders by sentence, by example image, and image -> text.")
+texts_app = typer.Typer(no_args_is_help=True, help="Manage the corpus of texts for `describe`.")
+app.add_typer(texts_app, name="texts")
+
+T = TypeVar("T")
+IndexOpt = Annotated[Optional[str], typer.Option(
+    "--index", help="Index folder [default: $CLIPSEARCH_INDEX or ~/.local/share/clipsearch].")]
+ModelOpt = Annotated[Optional[str], typer.Option(
+    "--model", help="open_clip model: a name (ViT-B-32), hf-hub:ORG/REPO or local-dir:PATH. "
+    "Defaults to the index's model, else ViT-B-32.")]
+PretrainedOpt = Annotated[Optional[str], typer.Option(
+    "--pretrained", help="open_clip pretrained tag or a local checkpoint file "
+    "[default: laion2b_s34b_b79k for ViT-B-32].")]
+KOpt = Annotated[int, typer.Option("-k", "--k", min=1, help="How many results.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"clipsearch: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Turn library errors into one stderr line and an exit code."""
+    try:
+        yield
+    except Interrupted as exc:
+        typer.echo(f"clipsearch: {exc}", err=True)
+        raise typer.Exit(130) from None
+    except ClipSearchError as exc:
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted", 130) from None
+
+
+def _spec(model: str | None, pretrained: str | None) -> ModelSpec | None:
+    return None if model is None and pretrained is None else ModelSpec.create(model, pretrained)
+
+
+def _with_library(index: str | None, action: Callable[[Library], T], model: str | None = None,
+                  pretrained: str | None = None, create: bool = False) -> T:
+    with _reported(), Library.open(index, _spec(model, pretrained), create=create) as lib:
+        return action(lib)
+
+
+def _mode(json_out: bool, paths: bool = False) -> str:
+    if json_out:
+        return "json"
+    if paths:
+        return "paths"
+    return "table" if sys.stdout.isatty() else "plain"
+
+
+def _print_lines(lines: Iterator[str], empty: str) -> None:
+    printed = False
+    for line in lines:
+        typer.echo(line)
+        printed = True
+    if not printed:
+        typer.echo(empty, err=True)
+
+
+@app.command()
+def index(
+    folders: Annotated[Optional[list[str]], typer.Argument(
+        help="Photo folders to add or refresh; none refreshes every indexed folder.")] = None,
+    index: IndexOpt = None, model: ModelOpt = None, pretrained: PretrainedOpt = None,
+) -> None:
+    """Index photo folders (incremental: only new and changed photos are encoded)."""
+    from search.output import Progress, summary
+
+    progress = Progress(sys.stderr, "indexing", enabled=sys.stderr.isatty())
+    try:
+        report = _with_library(index, lambda lib: lib.index(folders or [], progress),
+                               model, pretrained, create=True)
+    finally:
+        progress.close()
+    for path, reason in report.skipped[:10]:
+        typer.echo(f"skipped {path}: {reason}", err=True)
+    if len(report.skipped) > 10:
+        typer.echo(f"... and {len(report.skipped) - 10} more; see `clipsearch info --errors`",
+                   err=True)
+    typer.echo(summary(report), err=True)
+
+
+@app.command()
+def query(
+    text: Annotated[Optional[list[str]], typer.Argument(
+        help="Text terms; weight one as WEIGHT:TEXT, e.g. '2:red car'.")] = None,
+    image: Annotated[Optional[list[str]], typer.Option(
+        "--image", "-i", help="Query by example image (repeatable).")] = None,
+    negative: Annotated[Optional[list[str]], typer.Option(
+        "--not", help="Text to steer away from (repeatable).")] = None,
+    k: KOpt = 10,
+    under: Annotated[Optional[str], typer.Option(help="Only photos below this folder.")] = None,
+    min_score: Annotated[Optional[float], typer.Option(help="Drop results below this cosine.")]
+    = None,
+    json_out: JsonOpt = False,
+    paths: Annotated[bool, typer.Option("--paths", help="Bare paths, for piping.")] = False,
+    html: Annotated[Optional[Path], typer.Option(
+        "--html", help="Also write a page of thumbnails to this file.")] = None,
+    index: IndexOpt = None, model: ModelOpt = None, pretrained: PretrainedOpt = None,
+) -> None:
+    """Find photos by text, by example image, or both (score = cosine similarity)."""
+    if json_out and paths:
+        raise _fail("--json and --paths are exclusive; pick one", 2)
+    hits = _with_library(index, lambda lib: lib.query(
+        text or [], image or [], negative or [], k, under, min_score), model, pretrained)
+    from search.output import image_lines
+
+    _print_lines(image_lines(hits, _mode(json_out, paths)), "no matching photos")
+    if html is not None:
+        from search.html import results_page
+
+        title = " + ".join([*(text or []), *(image or [])]) or "clipsearch"
+        try:
+            html.write_text(results_page(hits, title), encoding="utf-8")
+        except OSError as exc:
+            raise _fail(f"--html {html}: cannot write ({exc.strerror})") from None
+        typer.echo(f"wrote {html}", err=True)
+
+
+@app.command()
+def describe(
+    image: Annotated[str, typer.Argument(help="An image file (indexed or not).")],
+    k: KOpt = 5, json_out: JsonOpt = False, index: IndexOpt = None,
+) -> None:
+    """Rank the stored texts by how well they describe an image."""
+    hits = _with_library(index, lambda lib: lib.describe(image, k))
+    from search.output import text_lines
+
+    _print_lines(text_lines(hits, _mode(json_out)), "no texts")
+
+
+@texts_app.command("add")
+def texts_add(
+    file: Annotated[str, typer.Argument(help=".txt (one per line), .csv/.tsv or .jsonl "
+                                              "with a 'text' column.")],
+    index: IndexOpt = None, model: ModelOpt = None, pretrained: PretrainedOpt = None,
+) -> None:
+    """Add texts (captions, tags, labels) to the corpus used by `describe`."""
+    from search.corpus import read_texts
+
+    with _reported():
+        texts = read_texts(file)
+    added = _with_library(index, lambda lib: lib.add_texts(texts), model, pretrained,
+                          create=True)
+    typer.echo(f"{added} texts added, {len(texts) - added} already present", err=True)
+
+
+@texts_app.command("list")
+def texts_list(index: IndexOpt = None) -> None:
+    """Print the corpus, one text per line."""
+    for text in _with_library(index, lambda lib: lib.texts()):
+        typer.echo(text)
+
+
+@texts_app.command("remove")
+def texts_remove(
+    text: Annotated[Optional[list[str]], typer.Argument(help="Exact texts to remove.")] = None,
+    file: Annotated[Optional[str], typer.Option(help="Remove every text in this file.")] = None,
+    all_texts: Annotated[bool, typer.Option("--all", help="Empty the corpus.")] = False,
+    index: IndexOpt = None,
+) -> None:
+    """Remove texts from the corpus."""
+    from search.corpus import read_texts
+
+    if not (text or file or all_texts):
+        raise _fail("give texts to remove, --file FILE, or --all", 2)
+    with _reported():
+        targets = None if all_texts else [*(text or []), *(read_texts(file) if file else [])]
+    removed = _with_library(index, lambda lib: lib.remove_texts(targets))
+    typer.echo(f"{removed} texts removed", err=True)
+
+
+@app.command()
+def info(
+    errors: Annotated[bool, typer.Option("--errors", help="List every skipped file.")] = False,
+    json_out: JsonOpt = False, index: IndexOpt = None,
+) -> None:
+    """Model, folders, counts, sizes, and skipped files with the reasons."""
+    from search.output import info_lines
+
+    details = _with_library(index, lambda lib: lib.info())
+    for line in info_lines(details, errors, "json" if json_out else "text"):
+        typer.echo(line)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="clipsearch: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""One writer per index: an advisory lock that dies with its holder."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+
+from search.errors import IndexBusy
+
+LOCK_FILE = "write.lock"
+
+
+@contextlib.contextmanager
+def writer_lock(index_dir: str) -> Iterator[None]:
+    """Hold the index's write lock, or raise IndexBusy at once.
+
+    flock is released by the kernel when the process dies, so a killed run
+    never leaves the index locked.
+    """
+    os.makedirs(index_dir, exist_ok=True)
+    fd = os.open(os.path.join(index_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise IndexBusy(
+                f"{index_dir} is being written by another clipsearch process; "
+                "wait for it to finish, then run this command again"
+            ) from exc
+        yield
+    finally:
+        os.close(fd)

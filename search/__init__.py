@@ -1,0 +1,23 @@
+"""clipsearch's engine: index photo folders and search them with open_clip.
+
+Importing this package is cheap: torch and open_clip load only when a model
+is needed.
+"""
+
+from search.errors import ClipSearchError
+from search.library import IndexInfo, Library, default_index_dir
+from search.models import ModelSpec
+from search.pipeline import IndexReport, IndexSettings
+from search.query import ImageHit, TextHit
+
+__all__ = [
+    "ClipSearchError",
+    "ImageHit",
+    "IndexInfo",
+    "IndexReport",
+    "IndexSettings",
+    "Library",
+    "ModelSpec",
+    "TextHit",
+    "default_index_dir",
+]

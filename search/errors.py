@@ -1,0 +1,68 @@
+"""Typed errors raised by the engine. Only `cli.py` turns them into exit codes."""
+
+from __future__ import annotations
+
+
+class ClipSearchError(Exception):
+    """Base class: every error the library raises on purpose is one of these."""
+
+
+class FolderNotFound(ClipSearchError):
+    """A folder given to `index` is missing or is not a folder."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class NoImagesFound(ClipSearchError):
+    """A folder holds no files with a supported image extension."""
+
+
+class ImageDecodeError(ClipSearchError):
+    """A single image could not be read. `reason` is a short human phrase."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class IndexNotFound(ClipSearchError):
+    """A command that reads an index was pointed at a path with no index."""
+
+
+class IndexBusy(ClipSearchError):
+    """Another process is writing to the same index."""
+
+
+class IndexFormatError(ClipSearchError):
+    """The catalog is damaged or was written by a newer clipsearch."""
+
+
+class ModelMismatch(ClipSearchError):
+    """The requested model differs from the model that produced the index."""
+
+
+class ModelUnavailable(ClipSearchError):
+    """Model weights or config could not be found or fetched."""
+
+
+class QueryError(ClipSearchError):
+    """A query is malformed (no positive term, bad weight, unreadable image)."""
+
+
+class InputFileError(ClipSearchError):
+    """A texts file (txt/CSV/JSONL) cannot be read or has no usable texts."""
+
+
+class Interrupted(ClipSearchError):
+    """Indexing stopped on Ctrl-C after committing finished work."""
+
+    def __init__(self, committed: int) -> None:
+        super().__init__(
+            f"interrupted: {committed} new vectors were committed; "
+            "run the same `clipsearch index` command again to resume"
+        )
+        self.committed = committed

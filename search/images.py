@@ -1,0 +1,329 @@
+"""Safe decoding of one photo into an upright, 8-bit RGB Pillow image.
+
+Every failure becomes an :class:`~search.errors.ImageDecodeError` naming the file
+and a short reason, so the pipeline can skip one bad photo and keep going.
+No global Pillow setting is changed: the decompression-bomb limit is our own
+per-call check, and truncated files are reported instead of being grey-filled.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import io
+import logging
+import os
+import stat
+import struct
+import warnings
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageFile, JpegImagePlugin, UnidentifiedImageError
+
+from search.errors import ImageDecodeError
+
+logger = logging.getLogger(__name__)
+
+# Importing a plugin registers its format; only these formats are ever opened.
+for _plugin in ("Bmp", "Gif", "Mpo", "Png", "Tiff", "WebP", "Avif"):
+    try:
+        importlib.import_module(f"PIL.{_plugin}ImagePlugin")
+    except ImportError:  # pragma: no cover - AVIF arrived in Pillow 11.2
+        logger.debug("Pillow has no %sImagePlugin", _plugin)
+
+HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif"}
+    | HEIF_EXTENSIONS
+)
+
+# Largest photo we decode. Phone and DSLR photos are 2-60 MP; a small file that
+# declares more is most likely a decompression bomb (400 MP RGB = 1.2 GB RAM).
+DEFAULT_MAX_MEGAPIXELS = 100.0
+
+# Formats we hand to Pillow. Anything else (EPS in particular, which runs
+# Ghostscript) is refused even if its file name ends in ".jpg".
+_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF")
+# What Pillow raises for damaged data; anything else is a bug and should surface.
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, struct.error, EOFError)
+# EXIF parsing of hostile blocks fails in more ways than pixel decoding does.
+_EXIF_ERRORS = _DECODE_ERRORS + (KeyError, IndexError, TypeError)
+_ORIENTATION_TAG = 0x0112
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_WHITE = (255, 255, 255)
+
+
+def load_rgb(
+    path: str | os.PathLike[str],
+    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
+    min_side: int | None = None,
+) -> Image.Image:
+    """Decode the photo at ``path`` into an upright RGB image.
+
+    The size declared in the header is checked against ``max_megapixels``
+    before any pixel is decoded. Multi-frame files give their first frame,
+    EXIF orientation is applied and transparency is flattened onto white.
+    If ``min_side`` is given, JPEGs are decoded at a reduced DCT scale that
+    keeps the shorter side at least ``2 * min_side`` pixels (much faster).
+    The returned image is fully decoded and the file is closed.
+
+    Raises:
+        ImageDecodeError: the file is missing, unreadable, too large, not a
+            supported image, or its data is truncated or corrupt.
+    """
+    name = os.fspath(path)
+    if _is_heif_name(name) and not _register_heif():
+        raise ImageDecodeError(name, _NO_HEIF_REASON)
+    with os.fdopen(_open_photo_file(name), "rb") as f:
+        return _decode(f, name, max_megapixels, min_side)
+
+
+def open_rgb(
+    data: bytes | BinaryIO,
+    name: str,
+    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
+    min_side: int | None = None,
+) -> Image.Image:
+    """Like :func:`load_rgb`, for an in-memory upload; ``name`` labels errors.
+
+    Raises:
+        ImageDecodeError: as for :func:`load_rgb`.
+    """
+    raw = data if isinstance(data, bytes) else data.read()
+    if not raw:
+        raise ImageDecodeError(name, "empty file")
+    if _is_heif_name(name):
+        _register_heif()
+    with io.BytesIO(raw) as f:
+        return _decode(f, name, max_megapixels, min_side)
+
+
+def thumbnail_jpeg(path: str | os.PathLike[str], max_side: int = 256, quality: int = 80) -> bytes:
+    """Return an upright RGB JPEG of the photo, at most ``max_side`` pixels wide and high.
+
+    Raises:
+        ImageDecodeError: as for :func:`load_rgb`.
+        ValueError: ``max_side`` < 1 or ``quality`` outside 1..95.
+    """
+    if max_side < 1 or not 1 <= quality <= 95:
+        raise ValueError(f"need max_side >= 1 and quality in 1..95, got {max_side}, {quality}")
+    # Shorter side >= max_side after drafting, so the longer side is never upscaled.
+    im = load_rgb(path, min_side=(max_side + 1) // 2)
+    im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def os_error_reason(err: OSError) -> str:
+    """Short human phrase for an OSError raised while opening a file."""
+    if isinstance(err, FileNotFoundError):
+        return "file disappeared"
+    if isinstance(err, PermissionError):
+        return "permission denied"
+    if isinstance(err, IsADirectoryError):
+        return "is a directory"
+    return f"cannot read file: {err.strerror or err}"
+
+
+_NO_HEIF_REASON = "HEIC/HEIF photos need the optional pillow-heif package (pip install pillow-heif)"
+
+
+def _open_photo_file(name: str) -> int:
+    """Open for reading and return the descriptor, or raise for anything not a photo file."""
+    try:
+        # O_NONBLOCK so that a FIFO named "x.jpg" cannot hang us in open().
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as e:
+        raise ImageDecodeError(name, os_error_reason(e)) from e
+    st = os.fstat(fd)
+    reason = None
+    if stat.S_ISDIR(st.st_mode):
+        reason = "is a directory"
+    elif not stat.S_ISREG(st.st_mode):
+        reason = "not a regular file"
+    elif st.st_size == 0:
+        reason = "empty file"
+    if reason is not None:
+        os.close(fd)
+        raise ImageDecodeError(name, reason)
+    return fd
+
+
+def _is_heif_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in HEIF_EXTENSIONS
+
+
+@functools.cache
+def _register_heif() -> bool:
+    """Register pillow-heif's opener once, if it is installed (it is optional)."""
+    try:
+        import pillow_heif  # type: ignore[import-not-found]
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+def _decode(f: BinaryIO, name: str, max_megapixels: float, min_side: int | None) -> Image.Image:
+    if min_side is not None and min_side < 1:
+        raise ValueError(f"min_side must be >= 1, got {min_side}")
+    # Pillow warns about oddities such as corrupt EXIF; they are diagnostics,
+    # not user output. catch_warnings is process-wide before Python 3.14, so a
+    # racing thread may briefly record or drop another thread's warnings.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # record, even under -W error
+        # Our own size limit (checked below) replaces Pillow's bomb warning.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        im = _open(f, name)
+        _check_size(im, name, max_megapixels)
+        if min_side is not None:
+            _draft(im, name, min_side)
+        try:
+            im.load()  # decode now, so damage is reported here and not later
+        except Image.DecompressionBombError as e:
+            raise ImageDecodeError(name, f"too large: {e}") from e
+        except _DECODE_ERRORS as e:
+            raise ImageDecodeError(name, f"truncated or corrupt image data: {e}") from e
+        im = _upright(im, name)
+    for w in caught:
+        logger.debug("%s: %s", name, w.message)
+    try:
+        return _to_rgb(im)
+    except (ValueError, OSError) as e:
+        raise ImageDecodeError(name, f"cannot convert {im.mode} pixels to RGB: {e}") from e
+
+
+def _open(f: BinaryIO, name: str) -> ImageFile.ImageFile:
+    formats = [fmt for fmt in _FORMATS if fmt in Image.OPEN]
+    try:
+        return Image.open(f, formats=formats)
+    except UnidentifiedImageError as e:
+        raise ImageDecodeError(name, "not an image Pillow can read") from e
+    except Image.DecompressionBombError as e:
+        # Pillow's hard limit (2 x MAX_IMAGE_PIXELS) fired before we could see
+        # the size. Re-read the header without it so that our limit decides,
+        # and the message can name the declared size.
+        try:
+            im = _open_unchecked(f, name, formats)
+        except Image.DecompressionBombError:
+            im = None
+        if im is None:
+            raise ImageDecodeError(name, f"too large: {e}") from e
+        return im
+    except _DECODE_ERRORS as e:
+        raise ImageDecodeError(name, f"corrupt image header: {e}") from e
+
+
+def _open_unchecked(f: BinaryIO, name: str, formats: list[str]) -> ImageFile.ImageFile | None:
+    """Image.open's format probe, minus its global size check; None if nothing fits."""
+    f.seek(0)
+    prefix = f.read(16)
+    for fmt in formats:
+        factory, accept = Image.OPEN[fmt]
+        ok = accept is None or accept(prefix)
+        if isinstance(ok, str) or not ok:  # a str is Pillow's "almost, but no"
+            continue
+        f.seek(0)
+        try:
+            return factory(f, name)
+        except (SyntaxError, IndexError, TypeError, struct.error):
+            continue
+    return None
+
+
+def _check_size(im: Image.Image, name: str, max_megapixels: float) -> None:
+    w, h = im.size
+    megapixels = w * h / 1e6
+    if megapixels > max_megapixels:
+        raise ImageDecodeError(
+            name,
+            f"too large: {w}x{h} = {megapixels:.1f} MP exceeds the {max_megapixels:g} MP limit "
+            "(decompression-bomb guard)",
+        )
+
+
+def _draft(im: Image.Image, name: str, min_side: int) -> None:
+    """Let libjpeg decode at 1/2, 1/4 or 1/8 scale while the shorter side stays >= 2*min_side."""
+    if not isinstance(im, JpegImagePlugin.JpegImageFile):  # MPO is a subclass
+        return
+    w, h = im.size
+    scale = next((s for s in (8, 4, 2) if min(w, h) // s >= 2 * min_side), 1)
+    if scale > 1:
+        # Pillow picks the largest power of two <= min(w // rw, h // rh); asking
+        # for floor(size / scale) makes that exactly `scale`, and the decoded
+        # size is ceil(size / scale) >= 2 * min_side. Orientation is irrelevant:
+        # the shorter side is the same before and after rotation.
+        im.draft("RGB", (w // scale, h // scale))
+        logger.debug("%s: JPEG drafted at 1/%d scale to %s", name, scale, im.size)
+
+
+def _upright(im: Image.Image, name: str) -> Image.Image:
+    """Apply the EXIF orientation; a broken EXIF block leaves the image as stored.
+
+    Not ImageOps.exif_transpose: that copies every unrotated image and rewrites
+    the EXIF bytes after rotating, which can fail half way on a broken block.
+    """
+    try:
+        method = _TRANSPOSE.get(im.getexif().get(_ORIENTATION_TAG, 1))
+    except _EXIF_ERRORS as e:
+        logger.debug("%s: ignoring unreadable EXIF block: %s", name, e)
+        return im
+    return im if method is None else im.transpose(method)
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        return _high_depth_to_rgb(im)
+    if mode in ("RGBa", "La"):
+        return _premultiplied_on_white(im)
+    if mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+        return _straight_on_white(im)
+    return im.convert("RGB")  # 1, L, P, CMYK, YCbCr, LAB, HSV, RGBX
+
+
+def _high_depth_to_rgb(im: Image.Image) -> Image.Image:
+    """Scale 16/32-bit integer or float grey to 0..255 by its real range (no clipping)."""
+    a = np.asarray(im)
+    if im.mode == "F":
+        a = np.nan_to_num(a.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        peak = float(a.max(initial=0.0))
+        scale = 255.0 / peak if peak > 1.0 else 255.0
+    else:
+        peak = int(a.max(initial=0))
+        if im.mode.startswith("I;16") or 255 < peak <= 65535:
+            scale = 1.0 / 257.0  # 65535 -> 255 exactly
+        elif peak <= 255:
+            scale = 1.0  # an "I" image that only holds 8-bit values
+        else:
+            scale = 255.0 / peak
+    grey = np.clip(np.rint(a * np.float32(scale)), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey).convert("RGB")
+
+
+def _straight_on_white(im: Image.Image) -> Image.Image:
+    rgba = im if im.mode == "RGBA" else im.convert("RGBA")
+    out = Image.new("RGB", im.size, _WHITE)
+    out.paste(rgba, mask=rgba.getchannel("A"))
+    return out
+
+
+def _premultiplied_on_white(im: Image.Image) -> Image.Image:
+    # With premultiplied colour c' = c*a, "over white" is simply c' + (255 - a).
+    a = np.asarray(im).astype(np.int16)
+    out = np.clip(a[..., :-1] + (255 - a[..., -1:]), 0, 255).astype(np.uint8)
+    if out.shape[-1] == 1:
+        return Image.fromarray(out[..., 0]).convert("RGB")
+    return Image.fromarray(out)

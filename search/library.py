@@ -1,0 +1,244 @@
+"""The Python API: one index directory, its catalog, its vectors and its model."""
+
+from __future__ import annotations
+
+import collections
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from indexes.catalog import CATALOG_FILE, Catalog
+from indexes.lock import writer_lock
+from indexes.vectors import INDEX_FILE, VectorIndex, load_or_rebuild
+from search.errors import FolderNotFound, ImageDecodeError, ModelMismatch, NoImagesFound, QueryError
+from search.images import DEFAULT_MAX_MEGAPIXELS, IMAGE_EXTENSIONS, load_rgb
+from search.models import Encoder, ModelSpec, load_encoder
+from search.pipeline import Indexer, IndexReport, IndexSettings, ProgressFn
+from search.query import ImageHit, TextHit, combine, rank_texts, search_images, split_weight
+
+EncoderLoader = Callable[[ModelSpec], Encoder]
+
+
+def default_index_dir() -> str:
+    """`$CLIPSEARCH_INDEX`, else `$XDG_DATA_HOME/clipsearch` (~/.local/share/clipsearch)."""
+    if os.environ.get("CLIPSEARCH_INDEX"):
+        return os.path.abspath(os.path.expanduser(os.environ["CLIPSEARCH_INDEX"]))
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local",
+                                                           "share")
+    return os.path.join(data, "clipsearch")
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    index_dir: str
+    model: str | None
+    dim: int | None
+    roots: list[str]
+    files: int
+    vectors: int
+    skipped: int
+    texts: int
+    skipped_reasons: dict[str, int]
+    skipped_files: list[tuple[str, str]] = field(repr=False)
+    catalog_bytes: int
+    vector_bytes: int
+
+
+class Library:
+    """Index photo folders and query them by text, by example image, or image -> text.
+
+    `load` builds an encoder for a model spec; tests pass a tiny model here.
+    """
+
+    def __init__(self, index_dir: str, catalog: Catalog, model: ModelSpec | None = None,
+                 load: EncoderLoader = load_encoder) -> None:
+        self.index_dir = index_dir
+        self._catalog = catalog
+        self._load = load
+        self._encoder: Encoder | None = None
+        stored = catalog.get_meta("model")
+        self.model = ModelSpec.from_json(stored) if stored else (model or ModelSpec())
+        if stored and model is not None and model != self.model:
+            raise ModelMismatch(
+                f"{index_dir} holds vectors of {self.model}, not {model}; one index never mixes "
+                f"models: drop --model/--pretrained to use {self.model}, or pass a new --index "
+                f"for {model}"
+            )
+
+    @classmethod
+    def open(cls, index_dir: str | None = None, model: ModelSpec | None = None,
+             create: bool = False, load: EncoderLoader = load_encoder) -> Library:
+        """Open an index (`create=True` makes it if missing). `model=None` means the stored one."""
+        index_dir = os.path.abspath(os.path.expanduser(index_dir or default_index_dir()))
+        return cls(index_dir, Catalog.open(index_dir, create=create), model, load)
+
+    def close(self) -> None:
+        self._catalog.close()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- indexing -------------------------------------------------------------
+    def index(self, folders: Sequence[str] = (), progress: ProgressFn | None = None,
+              settings: IndexSettings = IndexSettings()) -> IndexReport:
+        """Add or refresh folders; with none, refresh every folder indexed before."""
+        roots = [_checked_folder(f) for f in folders] or self._present_roots()
+        with writer_lock(self.index_dir):
+            self._record_model()
+            dim = self._catalog.get_meta("dim")
+            indexer = Indexer(self._catalog, self.index_dir, self._get_encoder, settings,
+                              int(dim) if dim else None)
+            report = indexer.run(roots, progress)
+            if folders and report.scanned == 0:
+                exts = " ".join(sorted(IMAGE_EXTENSIONS))
+                raise NoImagesFound(f"{', '.join(roots)}: no images found (looked for {exts})")
+            with self._catalog.transaction():
+                for root in roots:
+                    self._catalog.add_root(root)
+        return report
+
+    def _present_roots(self) -> list[str]:
+        roots = self._catalog.roots()
+        if not roots:
+            raise FolderNotFound(self.index_dir, "no folders indexed yet; run "
+                                 "`clipsearch index FOLDER`")
+        # An absent root (unmounted disk) keeps its photos; it is not pruned.
+        return [r for r in roots if os.path.isdir(r)]
+
+    def _record_model(self) -> None:
+        if self._catalog.get_meta("model") is None:
+            with self._catalog.transaction():
+                self._catalog.set_meta("model", self.model.to_json())
+
+    def _get_encoder(self) -> Encoder:
+        if self._encoder is None:
+            self._encoder = self._load(self.model)
+        return self._encoder
+
+    # -- queries --------------------------------------------------------------
+    def query(self, texts: Sequence[str] = (), images: Sequence[str] = (),
+              negatives: Sequence[str] = (), k: int = 10, under: str | None = None,
+              min_score: float | None = None) -> list[ImageHit]:
+        """Images ranked by cosine with the combined query.
+
+        `texts` may carry weights (`"2:red car"`); `images` are file paths
+        (an indexed photo uses its stored vector); `negatives` are subtracted.
+        """
+        positives = [(w, self._text_vector(t)) for w, t in map(split_weight, texts)]
+        positives += [(w, self.image_vector(p)) for w, p in map(_image_weight, images)]
+        minus = [(w, self._text_vector(t)) for w, t in map(split_weight, negatives)]
+        query = combine(positives, minus)
+        folder = os.path.abspath(os.path.expanduser(under)) if under else None
+        return search_images(self._vectors(), self._catalog, query, k, folder, min_score)
+
+    def similar(self, file_id: int, k: int = 10) -> list[ImageHit]:
+        """Images most like an indexed one, by its stored vector."""
+        vector = self._catalog.vector(file_id)
+        if vector is None:
+            raise QueryError(f"no indexed image with id {file_id}")
+        return search_images(self._vectors(), self._catalog, vector, k)
+
+    def describe(self, image: str, k: int = 5) -> list[TextHit]:
+        """The corpus texts that best match an image."""
+        query = self.image_vector(image)
+        texts, vectors = self._catalog.text_matrix(len(query))
+        if not texts:
+            raise QueryError("the text corpus is empty; add texts with `clipsearch texts add FILE`")
+        return rank_texts(texts, vectors, query, k)
+
+    def image_vector(self, path: str) -> np.ndarray:
+        """Stored vector of an unchanged indexed photo, else decode and encode it."""
+        full = os.path.abspath(os.path.expanduser(path))
+        try:
+            st = os.stat(full)
+        except OSError as exc:
+            raise QueryError(f"{path}: cannot read query image ({exc.strerror})") from None
+        for candidate in dict.fromkeys((full, os.path.realpath(full))):
+            row = self._catalog.file_by_path(candidate)
+            if row and row.has_vector and (row.size, row.mtime_ns) == (st.st_size, st.st_mtime_ns):
+                vector = self._catalog.vector(row.id)
+                if vector is not None:
+                    return vector
+        encoder = self._get_encoder()
+        try:
+            image = load_rgb(full, DEFAULT_MAX_MEGAPIXELS, min_side=encoder.image_size)
+        except ImageDecodeError as exc:
+            raise QueryError(f"{path}: cannot read query image ({exc.reason})") from None
+        return encoder.encode_images(encoder.preprocess(image)[None])[0]
+
+    def _text_vector(self, text: str) -> np.ndarray:
+        return self._get_encoder().encode_texts([text])[0]
+
+    def _vectors(self) -> VectorIndex:
+        dim = self._catalog.get_meta("dim")
+        if dim is None:
+            return VectorIndex.empty(self._get_encoder().dim)
+        return load_or_rebuild(self.index_dir, self._catalog, int(dim))
+
+    # -- the text corpus -------------------------------------------------------
+    def add_texts(self, texts: Sequence[str]) -> int:
+        """Encode and store texts not already in the corpus; returns how many were new."""
+        with writer_lock(self.index_dir):
+            fresh = [t for t in dict.fromkeys(texts) if t not in self._catalog.has_texts([t])]
+            if not fresh:
+                return 0
+            self._record_model()
+            encoder = self._get_encoder()
+            vectors = encoder.encode_texts(fresh)
+            with self._catalog.transaction():
+                if self._catalog.get_meta("dim") is None:
+                    self._catalog.set_meta("dim", str(encoder.dim))
+                return self._catalog.add_texts(fresh, vectors)
+
+    def remove_texts(self, texts: Sequence[str] | None = None) -> int:
+        """Remove the given texts, or all of them with `None`; returns how many went."""
+        with writer_lock(self.index_dir), self._catalog.transaction():
+            if texts is None:
+                return self._catalog.clear_texts()
+            return self._catalog.remove_texts(texts)
+
+    def texts(self) -> list[str]:
+        return self._catalog.texts()
+
+    # -- info -----------------------------------------------------------------
+    def info(self) -> IndexInfo:
+        """Model, counts, sizes and skipped files; never loads the model."""
+        counts = self._catalog.counts()
+        skipped = self._catalog.skipped()
+        dim = self._catalog.get_meta("dim")
+        stored = self._catalog.get_meta("model")
+        return IndexInfo(
+            index_dir=self.index_dir, model=str(ModelSpec.from_json(stored)) if stored else None,
+            dim=int(dim) if dim else None, roots=self._catalog.roots(), files=counts["files"],
+            vectors=counts["vectors"], skipped=counts["skipped"], texts=counts["texts"],
+            skipped_reasons=dict(collections.Counter(reason for _, reason in skipped)),
+            skipped_files=skipped,
+            catalog_bytes=_size(os.path.join(self.index_dir, CATALOG_FILE)),
+            vector_bytes=_size(os.path.join(self.index_dir, INDEX_FILE)),
+        )
+
+
+def _checked_folder(folder: str) -> str:
+    path = os.path.realpath(os.path.expanduser(folder))
+    if not os.path.exists(path):
+        raise FolderNotFound(folder, "no such folder")
+    if not os.path.isdir(path):
+        raise FolderNotFound(folder, "not a folder; give the folder that holds the photos")
+    return path
+
+
+def _image_weight(term: str) -> tuple[float, str]:
+    """Images take weights too (`2:beach.jpg`), unless the whole string is a file."""
+    return (1.0, term) if os.path.exists(term) else split_weight(term)
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0

@@ -1,0 +1,123 @@
+"""Formatting results and progress for a terminal or a pipe. The CLI chooses the stream."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from typing import TextIO
+
+from search.library import IndexInfo
+from search.pipeline import IndexReport
+from search.query import ImageHit, TextHit
+
+
+def image_lines(hits: Iterable[ImageHit], mode: str) -> Iterator[str]:
+    """`mode`: "json" (one object per line), "paths", "table" (terminal) or "plain" (pipes)."""
+    for hit in hits:
+        if mode == "json":
+            yield json.dumps({"rank": hit.rank, "score": round(hit.score, 6), "path": hit.path,
+                              "id": hit.id})
+        elif mode == "paths":
+            yield hit.path
+        elif mode == "table":
+            yield f"{hit.rank:>4}  {hit.score:6.3f}  {hit.path}"
+        else:
+            yield f"{hit.score:.6f}\t{hit.path}"
+
+
+def text_lines(hits: Iterable[TextHit], mode: str) -> Iterator[str]:
+    for hit in hits:
+        if mode == "json":
+            yield json.dumps({"rank": hit.rank, "score": round(hit.score, 6), "text": hit.text})
+        elif mode == "table":
+            yield f"{hit.rank:>4}  {hit.score:6.3f}  {hit.text}"
+        else:
+            yield f"{hit.score:.6f}\t{hit.text}"
+
+
+def summary(report: IndexReport) -> str:
+    """The one-line summary of an index run."""
+    if report.nothing_to_do:
+        return (f"up to date: {report.scanned} images unchanged, nothing to encode "
+                f"({report.seconds:.1f}s)")
+    rate = f", {report.encoded / report.seconds:.1f} images/s" if report.encoded else ""
+    return (f"{report.new} new, {report.changed} changed, {report.moved} moved, "
+            f"{report.removed} removed, {len(report.skipped)} skipped; "
+            f"{report.encoded} encoded in {report.seconds:.1f}s{rate}")
+
+
+def info_lines(info: IndexInfo, errors: bool, mode: str) -> Iterator[str]:
+    """`info` as aligned text, or (`mode="json"`) one JSON object."""
+    if mode == "json":
+        data = {k: v for k, v in vars(info).items() if k != "skipped_files"}
+        if errors:
+            data["skipped_files"] = [{"path": p, "reason": r} for p, r in info.skipped_files]
+        yield json.dumps(data)
+        return
+    yield f"index     {info.index_dir}"
+    yield f"model     {info.model or 'none yet'}" + (f", {info.dim}-d vectors" if info.dim else "")
+    for i, root in enumerate(info.roots or ["none yet"]):
+        yield f"{'folders' if i == 0 else '':<9} {root}"
+    yield f"images    {info.vectors} indexed, {info.skipped} skipped"
+    yield f"texts     {info.texts}"
+    yield f"size      catalog {_bytes(info.catalog_bytes)}, vectors {_bytes(info.vector_bytes)}"
+    for i, (reason, count) in enumerate(sorted(info.skipped_reasons.items(),
+                                               key=lambda rc: -rc[1])):
+        yield f"{'skipped' if i == 0 else '':<9} {count:>5}  {reason}"
+    if errors:
+        for path, reason in info.skipped_files:
+            yield f"{path}\t{reason}"
+    elif info.skipped:
+        yield "          (list them with `clipsearch info --errors`)"
+
+
+def _bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+class Progress:
+    """`done/total`, rate and ETA on one self-overwriting line; silent unless `enabled`."""
+
+    def __init__(self, stream: TextIO, label: str, enabled: bool, every: float = 0.25) -> None:
+        self._stream = stream
+        self._label = label
+        self._enabled = enabled
+        self._every = every
+        self._start = time.monotonic()
+        self._last = 0.0
+        self._line_open = False
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if not self._enabled or (now - self._last < self._every and done < total):
+            return
+        self._last = now
+        elapsed = max(now - self._start, 1e-9)
+        rate = done / elapsed
+        eta = _clock((total - done) / rate) if rate > 0 else "?"
+        pct = 100 * done / total if total else 100
+        self._stream.write(f"\r{self._label} {done}/{total} ({pct:3.0f}%)  "
+                           f"{rate:6.1f}/s  ETA {eta}   ")
+        self._line_open = done < total
+        if not self._line_open:
+            self._stream.write("\n")
+        self._stream.flush()
+
+    def close(self) -> None:
+        """End the line if a run stopped part-way (Ctrl-C), so messages start clean."""
+        if self._line_open:
+            self._line_open = False
+            self._stream.write("\n")
+            self._stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"

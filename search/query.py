@@ -1,0 +1,94 @@
+"""The query layer: weighted terms -> one unit query vector -> ranked images or texts."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from indexes.catalog import Catalog
+from indexes.vectors import VectorIndex
+from search.errors import QueryError
+
+_WEIGHT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*:(.*)$")
+
+
+@dataclass(frozen=True)
+class ImageHit:
+    rank: int
+    score: float
+    path: str
+    id: int
+
+
+@dataclass(frozen=True)
+class TextHit:
+    rank: int
+    score: float
+    text: str
+
+
+def split_weight(term: str) -> tuple[float, str]:
+    """`"2:red car"` -> (2.0, "red car"); a term without a number prefix weighs 1."""
+    match = _WEIGHT.match(term)
+    if not match:
+        return 1.0, term
+    weight, rest = float(match.group(1)), match.group(2).strip()
+    if not rest:
+        raise QueryError(f"{term!r}: nothing after the weight; write WEIGHT:TEXT, e.g. 2:red car")
+    if weight <= 0:
+        raise QueryError(f"{term!r}: a weight must be positive; use --not for negative terms")
+    return weight, rest
+
+
+def combine(positives: Sequence[tuple[float, np.ndarray]],
+            negatives: Sequence[tuple[float, np.ndarray]] = ()) -> np.ndarray:
+    """Weighted sum of unit vectors minus the negatives, normalised again.
+
+    Each input is a unit vector, so weights mean the same for text and images.
+    """
+    if not positives:
+        raise QueryError("a query needs at least one text or --image (--not alone has no target)")
+    total = np.zeros_like(positives[0][1], dtype=np.float64)
+    for weight, vec in positives:
+        total += weight * vec
+    for weight, vec in negatives:
+        total -= weight * vec
+    norm = np.linalg.norm(total)
+    if norm < 1e-6:
+        raise QueryError("the negative terms cancel the query out; drop or reweight a --not term")
+    return (total / norm).astype(np.float32)
+
+
+def search_images(index: VectorIndex, catalog: Catalog, query: np.ndarray, k: int,
+                  under: str | None = None, min_score: float | None = None) -> list[ImageHit]:
+    """Top-k images for a unit query vector, optionally restricted to a folder."""
+    if k < 1:
+        raise QueryError(f"-k must be at least 1 (got {k})")
+    allowed = catalog.ids_under(under) if under else None
+    if index.count == 0 or (allowed is not None and len(allowed) == 0):
+        return []
+    scores, ids = index.search(query[None, :], k, allowed)
+    pairs = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=False) if i >= 0]
+    if min_score is not None:
+        pairs = [(s, i) for s, i in pairs if s >= min_score]
+    paths = catalog.paths(i for _, i in pairs)
+    hits = [(s, i) for s, i in pairs if i in paths]  # a row deleted since the snapshot
+    return [ImageHit(rank, s, paths[i], i) for rank, (s, i) in enumerate(hits, 1)]
+
+
+def rank_texts(texts: Sequence[str], vectors: np.ndarray, query: np.ndarray,
+               k: int) -> list[TextHit]:
+    """Brute-force cosine over the text corpus (small enough not to need FAISS)."""
+    if k < 1:
+        raise QueryError(f"-k must be at least 1 (got {k})")
+    if not texts:
+        return []
+    scores = vectors @ query
+    k = min(k, len(texts))
+    top = np.argpartition(-scores, k - 1)[:k]
+    # Stable tie-break by corpus order, so equal scores rank deterministically.
+    order = sorted(top, key=lambda i: (-float(scores[i]), int(i)))
+    return [TextHit(rank, float(scores[i]), texts[i]) for rank, i in enumerate(order, 1)]
