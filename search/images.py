@@ -50,14 +50,15 @@ _DECODE_ERRORS = (OSError, ValueError, SyntaxError, struct.error, EOFError)
 # EXIF parsing of hostile blocks fails in more ways than pixel decoding does.
 _EXIF_ERRORS = _DECODE_ERRORS + (KeyError, IndexError, TypeError)
 _ORIENTATION_TAG = 0x0112
-_TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
+_T = Image.Transpose
+_TRANSPOSE = {  # EXIF orientation -> the transpose that makes the photo upright
+    2: _T.FLIP_LEFT_RIGHT,
+    3: _T.ROTATE_180,
+    4: _T.FLIP_TOP_BOTTOM,
+    5: _T.TRANSPOSE,
+    6: _T.ROTATE_270,
+    7: _T.TRANSVERSE,
+    8: _T.ROTATE_90,
 }
 _WHITE = (255, 255, 255)
 
@@ -177,13 +178,13 @@ def _register_heif() -> bool:
 def _decode(f: BinaryIO, name: str, max_megapixels: float, min_side: int | None) -> Image.Image:
     if min_side is not None and min_side < 1:
         raise ValueError(f"min_side must be >= 1, got {min_side}")
-    # Pillow warns about oddities such as corrupt EXIF; they are diagnostics,
-    # not user output. catch_warnings is process-wide before Python 3.14, so a
-    # racing thread may briefly record or drop another thread's warnings.
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")  # record, even under -W error
-        # Our own size limit (checked below) replaces Pillow's bomb warning.
+    with warnings.catch_warnings():
+        # Our own size limit (checked below) replaces Pillow's bomb warning, and
+        # corrupt-EXIF chatter is not user output. Not record=True: with decode
+        # threads, catch_warnings races (it is process-wide before Python 3.14),
+        # and the worst a race can do to these filters is leave them installed.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
         im = _open(f, name)
         _check_size(im, name, max_megapixels)
         if min_side is not None:
@@ -195,8 +196,6 @@ def _decode(f: BinaryIO, name: str, max_megapixels: float, min_side: int | None)
         except _DECODE_ERRORS as e:
             raise ImageDecodeError(name, f"truncated or corrupt image data: {e}") from e
         im = _upright(im, name)
-    for w in caught:
-        logger.debug("%s: %s", name, w.message)
     try:
         return _to_rgb(im)
     except (ValueError, OSError) as e:
@@ -270,8 +269,8 @@ def _draft(im: Image.Image, name: str, min_side: int) -> None:
 def _upright(im: Image.Image, name: str) -> Image.Image:
     """Apply the EXIF orientation; a broken EXIF block leaves the image as stored.
 
-    Not ImageOps.exif_transpose: that copies every unrotated image and rewrites
-    the EXIF bytes after rotating, which can fail half way on a broken block.
+    Same table as ImageOps.exif_transpose, which we avoid because it copies
+    every unrotated photo and re-serialises the EXIF block (more ways to fail).
     """
     try:
         method = _TRANSPOSE.get(im.getexif().get(_ORIENTATION_TAG, 1))

@@ -102,7 +102,8 @@ def test_directory_and_missing_file_have_their_own_reasons(tmp_path: Path) -> No
 def test_os_errors_map_to_short_reasons() -> None:
     # Tests run as root here, so chmod 000 cannot produce a real PermissionError.
     assert os_error_reason(PermissionError(13, "Permission denied")) == "permission denied"
-    assert os_error_reason(OSError(5, "Input/output error")) == "cannot read file: Input/output error"
+    io_error = OSError(5, "Input/output error")
+    assert os_error_reason(io_error) == "cannot read file: Input/output error"
 
 
 def test_bomb_png_is_refused_by_declared_size(tmp_path: Path) -> None:
@@ -114,7 +115,7 @@ def test_bomb_png_is_refused_by_declared_size(tmp_path: Path) -> None:
     assert error.reason == (
         "too large: 20000x20000 = 400.0 MP exceeds the 100 MP limit (decompression-bomb guard)"
     )
-    assert Image.MAX_IMAGE_PIXELS == before
+    assert before == Image.MAX_IMAGE_PIXELS
 
 
 def test_size_limit_is_ours_not_pillows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

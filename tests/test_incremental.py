@@ -1,0 +1,162 @@
+"""A second run does only the work that changed: count the encoder's calls."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from tiny import make_photo
+
+from indexes.catalog import Catalog
+from indexes.vectors import INDEX_FILE, VectorIndex, load_or_rebuild
+
+
+def _faiss_ids(index_dir: Path) -> set[int]:
+    catalog = Catalog.open(str(index_dir))
+    try:
+        index = load_or_rebuild(str(index_dir), catalog, int(catalog.get_meta("dim") or 0))
+        _, ids = index.search(np.ones((1, index.dim), np.float32), index.count)
+        return {int(i) for i in ids[0] if i >= 0}
+    finally:
+        catalog.close()
+
+
+def _catalog_ids(index_dir: Path) -> set[int]:
+    catalog = Catalog.open(str(index_dir))
+    try:
+        return {int(i) for ids, _ in catalog.iter_vectors(int(catalog.get_meta("dim"))) for i in ids}
+    finally:
+        catalog.close()
+
+
+def test_first_run_encodes_every_photo(open_library, photos, counting) -> None:  # type: ignore[no-untyped-def]
+    report = open_library().index([str(photos)])
+    assert (report.new, report.encoded, counting.images_encoded) == (12, 12, 12)
+
+
+def test_unchanged_folder_encodes_nothing_and_loads_no_model(open_library, photos, counting) -> None:  # type: ignore[no-untyped-def]
+    open_library().index([str(photos)])
+    counting.images_encoded = counting.loads = 0
+    report = open_library().index([str(photos)])
+    assert report.nothing_to_do and report.unchanged == 12
+    # Why: loading a CLIP model costs seconds; an unchanged folder must not pay it.
+    assert (counting.images_encoded, counting.loads) == (0, 0)
+
+
+def test_new_and_changed_photos_are_encoded_and_the_old_vector_replaced(open_library, photos, counting, reference, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    lib = open_library()
+    lib.index([str(photos)])
+    counting.images_encoded = 0
+    make_photo(photos / "beach" / "new.png", seed=50)
+    changed = photos / "city" / "p00.jpg"
+    make_photo(changed, seed=51)
+    report = open_library().index([str(photos)])
+    assert (report.new, report.changed, counting.images_encoded) == (1, 1, 2)
+    hits = open_library().query(images=[str(changed)], k=1)
+    assert hits[0].path == str(changed) and hits[0].score > 0.9999
+    # The changed photo's stored vector is the new content's, not the old one's.
+    assert float(open_library().image_vector(str(changed)) @ reference.images([changed])[0]) > 0.9999
+    assert _faiss_ids(tmp_path / "index") == _catalog_ids(tmp_path / "index")
+
+
+def test_touched_file_with_same_content_is_not_reencoded(open_library, photos, counting) -> None:  # type: ignore[no-untyped-def]
+    open_library().index([str(photos)])
+    counting.images_encoded = 0
+    target = photos / "beach" / "p01.png"
+    os.utime(target, ns=(1_000_000_000, 1_000_000_000))
+    report = open_library().index([str(photos)])
+    assert counting.images_encoded == 0 and report.changed == 0
+
+
+def test_deleted_photo_is_pruned_from_catalog_and_faiss(open_library, photos, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    open_library().index([str(photos)])
+    (photos / "beach" / "p01.png").unlink()
+    report = open_library().index([str(photos)])
+    assert report.removed == 1
+    hits = open_library().query(["anything"], k=50)
+    assert len(hits) == 11 and str(photos / "beach" / "p01.png") not in {h.path for h in hits}
+    assert _faiss_ids(tmp_path / "index") == _catalog_ids(tmp_path / "index")
+
+
+def test_renamed_and_moved_photos_reuse_their_vectors(open_library, photos, counting) -> None:  # type: ignore[no-untyped-def]
+    lib = open_library()
+    lib.index([str(photos)])
+    before = lib.image_vector(str(photos / "beach" / "p01.png"))
+    counting.images_encoded = 0
+    (photos / "beach" / "p01.png").rename(photos / "beach" / "renamed.png")
+    (photos / "elsewhere").mkdir()
+    shutil.move(photos / "city" / "p02.jpg", photos / "elsewhere" / "p02.jpg")
+    report = open_library().index([str(photos)])
+    assert (report.moved, report.new, report.removed, counting.images_encoded) == (2, 0, 0, 0)
+    after = open_library().image_vector(str(photos / "beach" / "renamed.png"))
+    np.testing.assert_array_equal(before, after)
+
+
+def test_copied_photo_reuses_the_vector_of_its_twin(open_library, photos, counting) -> None:  # type: ignore[no-untyped-def]
+    open_library().index([str(photos)])
+    counting.images_encoded = 0
+    shutil.copy(photos / "beach" / "p03.png", photos / "copy.png")
+    report = open_library().index([str(photos)])
+    assert (report.new, counting.images_encoded) == (1, 0)
+    hits = open_library().query(images=[str(photos / "beach" / "p03.png")], k=2)
+    assert {h.path for h in hits} == {str(photos / "beach" / "p03.png"), str(photos / "copy.png")}
+
+
+def test_bad_file_is_skipped_with_reason_and_retried_when_it_changes(open_library, photos, counting) -> None:  # type: ignore[no-untyped-def]
+    bad = photos / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    report = open_library().index([str(photos)])
+    assert report.new == 13 and [p for p, _ in report.skipped] == [str(bad)]
+    info = open_library().info()
+    assert info.skipped == 1 and info.skipped_files[0][0] == str(bad)
+    counting.images_encoded = 0
+    assert open_library().index([str(photos)]).nothing_to_do  # same bytes: not retried
+    make_photo(bad, seed=77)  # now a real picture under the same name
+    report = open_library().index([str(photos)])
+    assert (report.changed, report.skipped, counting.images_encoded) == (1, [], 1)
+
+
+def test_lost_faiss_file_is_rebuilt_from_the_catalog(open_library, photos, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    lib = open_library()
+    lib.index([str(photos)])
+    expected = [h.path for h in lib.query(["night"], k=5)]
+    (tmp_path / "index" / INDEX_FILE).unlink()
+    assert [h.path for h in open_library().query(["night"], k=5)] == expected
+    assert (tmp_path / "index" / INDEX_FILE).exists()
+
+
+def test_damaged_faiss_file_is_detected_and_rebuilt(open_library, photos, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    lib = open_library()
+    lib.index([str(photos)])
+    expected = [h.path for h in lib.query(["night"], k=5)]
+    path = tmp_path / "index" / INDEX_FILE
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF  # one flipped bit in a vector: FAISS itself would load it silently
+    path.write_bytes(bytes(data))
+    assert [h.path for h in open_library().query(["night"], k=5)] == expected
+
+
+def test_one_index_holds_several_folders(open_library, photos, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    other = tmp_path / "other"
+    make_photo(other / "x.png", seed=200)
+    lib = open_library()
+    lib.index([str(photos)])
+    lib.index([str(other)])
+    assert lib.info().vectors == 13 and lib.info().roots == sorted([str(photos), str(other)])
+    report = open_library().index()  # no folder: refresh every indexed one
+    assert report.scanned == 13 and report.nothing_to_do
+
+
+def test_vector_index_search_matches_numpy(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(200, 16)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    ids = np.arange(1000, 1200)
+    index = VectorIndex.empty(16)
+    index.add(ids, vecs)
+    q = vecs[7] + 0.5 * vecs[9]  # unequal weights: no exact ties
+    scores, found = index.search(q[None], 10)
+    expected = ids[np.argsort(-(vecs @ q), kind="stable")[:10]]
+    np.testing.assert_array_equal(found[0], expected)
