@@ -97,11 +97,11 @@ def index(
                                model, pretrained, create=True)
     finally:
         progress.close()
-    for path, reason in report.skipped[:10]:
+    problems = report.unlisted + report.skipped
+    for path, reason in problems[:10]:
         typer.echo(f"skipped {path}: {reason}", err=True)
-    if len(report.skipped) > 10:
-        typer.echo(f"... and {len(report.skipped) - 10} more; see `clipsearch info --errors`",
-                   err=True)
+    if len(problems) > 10:
+        typer.echo(f"... and {len(problems) - 10} more; see `clipsearch info --errors`", err=True)
     typer.echo(summary(report), err=True)
 
 

@@ -55,9 +55,11 @@ class _Folder:
 def scan(root: str | os.PathLike[str], include_hidden: bool = False) -> ScanResult:
     """Find every photo under ``root``, following folder symlinks without looping.
 
-    Folders are walked depth first, each folder's entries in name order, and
-    ``files`` and ``skipped`` come back sorted by path, so two scans of the same
-    tree agree. Names starting with "." are left out unless ``include_hidden``.
+    Real folders are walked first and linked folders after, so a photo inside
+    the tree keeps its real path; a folder reached twice, or a link back to an
+    ancestor, is listed in ``skipped``. ``files`` and ``skipped`` come back
+    sorted by path, so two scans of the same tree agree. Names starting with
+    "." are left out unless ``include_hidden``.
 
     Raises:
         FolderNotFound: ``root`` does not exist or is not a folder, or its
@@ -67,6 +69,8 @@ def scan(root: str | os.PathLike[str], include_hidden: bool = False) -> ScanResu
     top = os.path.realpath(given)
     try:
         st = os.stat(top)
+    except PermissionError as e:
+        raise FolderNotFound(given, "permission denied") from e
     except OSError as e:
         raise FolderNotFound(given, "does not exist") from e
     if not stat.S_ISDIR(st.st_mode):

@@ -47,7 +47,8 @@ class IndexReport:
     changed: int = 0
     moved: int = 0
     removed: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), this run
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): unreadable
+    unlisted: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): broken links...
     encoded: int = 0
     seconds: float = 0.0
 
@@ -136,7 +137,7 @@ class Indexer:
         missing: dict[str, FileRow] = {}
         for root in roots:
             result = scan(root, include_hidden=self._settings.include_hidden)
-            report.skipped.extend(result.skipped)
+            report.unlisted.extend(result.skipped)
             stored = self._catalog.files_under(root)
             for found in result.files:
                 row = stored.pop(found.path, None)

@@ -1,0 +1,91 @@
+"""Model specs resolve the way open_clip does, and fail fast and clearly when they cannot."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny import TINY_CFG, make_photo
+
+from search.errors import ModelUnavailable
+from search.models import ModelSpec, check_weights, load_encoder
+
+
+def test_default_spec_is_vit_b_32_laion2b() -> None:
+    assert ModelSpec.create(None, None) == ModelSpec("ViT-B-32", "laion2b_s34b_b79k")
+
+
+def test_local_paths_are_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert ModelSpec.create("local-dir:m", None).model == f"local-dir:{tmp_path / 'm'}"
+    (tmp_path / "w.bin").write_bytes(b"")
+    assert ModelSpec.create("ViT-B-32", "./w.bin").pretrained == str(tmp_path / "w.bin")
+
+
+def test_spec_round_trips_through_json() -> None:
+    spec = ModelSpec("hf-hub:org/repo", None)
+    assert ModelSpec.from_json(spec.to_json()) == spec
+
+
+def test_text_vectors_equal_open_clip_encode_text(tiny_encoder, reference) -> None:  # type: ignore[no-untyped-def]
+    texts = ["a photo of a dog", "a diagram", "kids building a sandcastle at dusk"]
+    ours = tiny_encoder.encode_texts(texts)
+    assert ours.dtype == np.float32 and ours.flags["C_CONTIGUOUS"]
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    assert np.all(np.sum(ours * reference.texts(texts), axis=1) >= 0.9999)
+
+
+def test_image_vectors_equal_open_clip_encode_image(tiny_encoder, reference, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from search.images import load_rgb
+
+    paths = [make_photo(tmp_path / f"{i}.jpg", seed=i, size=(300, 200)) for i in range(3)]
+    import torch
+
+    pixels = torch.stack([tiny_encoder.preprocess(load_rgb(p)) for p in paths])
+    ours = tiny_encoder.encode_images(pixels)
+    assert np.all(np.sum(ours * reference.images(paths), axis=1) >= 0.9999)
+
+
+def test_builtin_name_with_a_local_checkpoint_file(tiny_dir: Path, tmp_path: Path, reference) -> None:  # type: ignore[no-untyped-def]
+    import open_clip
+
+    # Register the tiny architecture as a built-in name, as open_clip's own configs are.
+    (tmp_path / "cfgs").mkdir()
+    (tmp_path / "cfgs" / "Tiny-Test.json").write_text(json.dumps(TINY_CFG))
+    open_clip.add_model_config(tmp_path / "cfgs")
+    weights = shutil.copy(tiny_dir / "open_clip_pytorch_model.bin", tmp_path / "w.bin")
+    encoder = load_encoder(ModelSpec.create("Tiny-Test", str(weights)))
+    assert float(encoder.encode_texts(["a cat"])[0] @ reference.texts(["a cat"])[0]) >= 0.9999
+
+
+def test_local_dir_without_weights_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CFG}))
+    with pytest.raises(ModelUnavailable, match="no weights"):
+        check_weights(ModelSpec.create(f"local-dir:{tmp_path}", None))
+
+
+def test_missing_local_dir_and_checkpoint_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailable, match="folder not found"):
+        check_weights(ModelSpec.create(f"local-dir:{tmp_path / 'nope'}", None))
+    with pytest.raises(ModelUnavailable, match="file not found"):
+        check_weights(ModelSpec.create("ViT-B-32", str(tmp_path / "nope.bin")))
+
+
+def test_unknown_model_and_tag_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailable, match="unknown model 'ViT-Nope'"):
+        check_weights(ModelSpec.create("ViT-Nope", "x"))
+    with pytest.raises(ModelUnavailable, match="laion2b_s34b_b79k"):
+        check_weights(ModelSpec.create("ViT-B-32", "no_such_tag"))
+
+
+@pytest.mark.parametrize("spec", [ModelSpec("ViT-B-32", "laion2b_s34b_b79k"),
+                                  ModelSpec("hf-hub:someone/some-clip", None)])
+def test_uncached_weights_offline_fail_fast_with_the_fix(spec: ModelSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: refused at once
+    with pytest.raises(ModelUnavailable) as err:
+        check_weights(spec)
+    assert "offline" in str(err.value) and "--pretrained /path/to/that/file" in str(err.value)
