@@ -79,14 +79,14 @@ class CountingEncoder:
         self.images_encoded = 0
         self.loads = 0
 
-    def preprocess(self, image):  # type: ignore[no-untyped-def]
+    def preprocess(self, image):
         return self.inner.preprocess(image)
 
-    def encode_images(self, pixels):  # type: ignore[no-untyped-def]
+    def encode_images(self, pixels):
         self.images_encoded += len(pixels)
         return self.inner.encode_images(pixels)
 
-    def encode_texts(self, texts):  # type: ignore[no-untyped-def]
+    def encode_texts(self, texts):
         return self.inner.encode_texts(texts)
 
 
@@ -96,7 +96,7 @@ def counting(tiny_encoder: ClipEncoder) -> CountingEncoder:
 
 
 @pytest.fixture
-def open_library(tmp_path: Path, tiny_spec: ModelSpec, counting: CountingEncoder):  # type: ignore[no-untyped-def]
+def open_library(tmp_path: Path, tiny_spec: ModelSpec, counting: CountingEncoder):
     """Opens (or reopens) the test index with the counting encoder, as a new process would."""
     opened: list[Library] = []
 

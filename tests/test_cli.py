@@ -26,7 +26,9 @@ def run(*args: str) -> tuple[int, str, str]:
 @pytest.fixture
 def index_dir(tmp_path: Path, photos: Path, tiny_dir: Path) -> Path:
     index = tmp_path / "idx"
-    code, _, err = run("index", str(photos), "--index", str(index), "--model", f"local-dir:{tiny_dir}")
+    code, _, err = run(
+        "index", str(photos), "--index", str(index), "--model", f"local-dir:{tiny_dir}"
+    )
     assert code == 0, err
     assert "12 new" in err
     return index
@@ -58,7 +60,7 @@ def test_query_html_writes_a_page_of_thumbnails(index_dir: Path, tmp_path: Path)
     page = tmp_path / "out.html"
     code, _, _ = run("query", "city", "--index", str(index_dir), "-k", "4", "--html", str(page))
     text = page.read_text()
-    assert code == 0 and text.count("<img src=\"data:image/jpeg;base64,") == 4
+    assert code == 0 and text.count('<img src="data:image/jpeg;base64,') == 4
     assert 'id="results"' in text
 
 
@@ -87,7 +89,11 @@ def test_texts_add_reads_jsonl_and_plain_lines(index_dir: Path, tmp_path: Path) 
     assert run("texts", "add", str(jsonl), "--index", str(index_dir))[0] == 0
     assert run("texts", "add", str(plain), "--index", str(index_dir))[0] == 0
     assert run("texts", "list", "--index", str(index_dir))[1].split("\n")[:4] == [
-        "one", "two", "three", "four"]
+        "one",
+        "two",
+        "three",
+        "four",
+    ]
 
 
 def test_info_reports_model_counts_and_skipped_reasons(index_dir: Path, photos: Path) -> None:
@@ -100,11 +106,14 @@ def test_info_reports_model_counts_and_skipped_reasons(index_dir: Path, photos: 
     assert data["skipped_files"][0]["path"] == str(photos / "broken.png")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["index", "/no/such/folder"], "/no/such/folder: no such folder"),
-    (["query", "x"], "no index at"),
-    (["describe", "/no/such.jpg"], "no index at"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["index", "/no/such/folder"], "/no/such/folder: no such folder"),
+        (["query", "x"], "no index at"),
+        (["describe", "/no/such.jpg"], "no index at"),
+    ],
+)
 def test_errors_exit_nonzero_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     code, out, err = run(*args, "--index", str(tmp_path / "nothing"))
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1 and out == ""
@@ -119,8 +128,14 @@ def test_indexing_a_file_instead_of_a_folder_is_refused(tmp_path: Path) -> None:
 def test_folder_without_images_is_refused(tmp_path: Path, tiny_dir: Path) -> None:
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "notes.txt").write_text("hi")
-    code, _, err = run("index", str(tmp_path / "docs"), "--index", str(tmp_path / "idx"),
-                       "--model", f"local-dir:{tiny_dir}")
+    code, _, err = run(
+        "index",
+        str(tmp_path / "docs"),
+        "--index",
+        str(tmp_path / "idx"),
+        "--model",
+        f"local-dir:{tiny_dir}",
+    )
     assert code == 1 and "no images found" in err
 
 
@@ -133,15 +148,21 @@ def test_unreadable_query_image_names_the_file(index_dir: Path, tmp_path: Path) 
     assert code == 1 and "missing.jpg" in err
 
 
-def test_other_model_on_an_existing_index_is_refused_with_the_fix(index_dir: Path, tmp_path: Path, photos: Path) -> None:
+def test_other_model_on_an_existing_index_is_refused_with_the_fix(
+    index_dir: Path, tmp_path: Path, photos: Path
+) -> None:
     from tiny import build_tiny_model
 
     other = build_tiny_model(tmp_path / "other-model", seed=1)
-    code, _, err = run("index", str(photos), "--index", str(index_dir), "--model", f"local-dir:{other}")
+    code, _, err = run(
+        "index", str(photos), "--index", str(index_dir), "--model", f"local-dir:{other}"
+    )
     assert code == 1 and "other-model" in err and "tiny" in err and "--index" in err
 
 
-def test_offline_default_model_says_how_to_use_a_local_checkpoint(tmp_path: Path, photos: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_default_model_says_how_to_use_a_local_checkpoint(
+    tmp_path: Path, photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # An empty HF cache and an endpoint nobody listens on: the situation on an offline machine.
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
@@ -151,17 +172,29 @@ def test_offline_default_model_says_how_to_use_a_local_checkpoint(tmp_path: Path
 
 
 def test_help_and_info_do_not_import_torch(index_dir: Path) -> None:
-    probe = ("import sys, runpy; sys.argv = ['clipsearch'] + sys.argv[1:]\n"
-             "try:\n    runpy.run_path('cli.py', run_name='__main__')\n"
-             "except SystemExit:\n    pass\n"
-             "assert 'torch' not in sys.modules, 'torch imported'")
+    probe = (
+        "import sys, runpy; sys.argv = ['clipsearch'] + sys.argv[1:]\n"
+        "try:\n    runpy.run_path('cli.py', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     for args in (["--help"], ["info", "--index", str(index_dir)], ["query", "--bogus"]):
-        done = subprocess.run([sys.executable, "-c", probe, *args], cwd=ROOT,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
 
 
 def test_installed_entry_point_exits_nonzero_on_error(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "cli.py", "query", "x", "--index", str(tmp_path / "none")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "cli.py", "query", "x", "--index", str(tmp_path / "none")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1 and done.stderr.startswith("clipsearch: error: no index at")

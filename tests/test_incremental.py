@@ -26,17 +26,21 @@ def _faiss_ids(index_dir: Path) -> set[int]:
 def _catalog_ids(index_dir: Path) -> set[int]:
     catalog = Catalog.open(str(index_dir))
     try:
-        return {int(i) for ids, _ in catalog.iter_vectors(int(catalog.get_meta("dim"))) for i in ids}
+        return {
+            int(i) for ids, _ in catalog.iter_vectors(int(catalog.get_meta("dim"))) for i in ids
+        }
     finally:
         catalog.close()
 
 
-def test_first_run_encodes_every_photo(open_library, photos, counting) -> None:  # type: ignore[no-untyped-def]
+def test_first_run_encodes_every_photo(open_library, photos, counting) -> None:
     report = open_library().index([str(photos)])
     assert (report.new, report.encoded, counting.images_encoded) == (12, 12, 12)
 
 
-def test_unchanged_folder_encodes_nothing_and_loads_no_model(open_library, photos, counting) -> None:  # type: ignore[no-untyped-def]
+def test_unchanged_folder_encodes_nothing_and_loads_no_model(
+    open_library, photos, counting
+) -> None:
     open_library().index([str(photos)])
     counting.images_encoded = counting.loads = 0
     report = open_library().index([str(photos)])
@@ -45,7 +49,9 @@ def test_unchanged_folder_encodes_nothing_and_loads_no_model(open_library, photo
     assert (counting.images_encoded, counting.loads) == (0, 0)
 
 
-def test_new_and_changed_photos_are_encoded_and_the_old_vector_replaced(open_library, photos, counting, reference, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_new_and_changed_photos_are_encoded_and_the_old_vector_replaced(
+    open_library, photos, counting, reference, tmp_path
+) -> None:
     lib = open_library()
     lib.index([str(photos)])
     counting.images_encoded = 0
@@ -57,11 +63,13 @@ def test_new_and_changed_photos_are_encoded_and_the_old_vector_replaced(open_lib
     hits = open_library().query(images=[str(changed)], k=1)
     assert hits[0].path == str(changed) and hits[0].score > 0.9999
     # The changed photo's stored vector is the new content's, not the old one's.
-    assert float(open_library().image_vector(str(changed)) @ reference.images([changed])[0]) > 0.9999
+    assert (
+        float(open_library().image_vector(str(changed)) @ reference.images([changed])[0]) > 0.9999
+    )
     assert _faiss_ids(tmp_path / "index") == _catalog_ids(tmp_path / "index")
 
 
-def test_touched_file_with_same_content_is_not_reencoded(open_library, photos, counting) -> None:  # type: ignore[no-untyped-def]
+def test_touched_file_with_same_content_is_not_reencoded(open_library, photos, counting) -> None:
     open_library().index([str(photos)])
     counting.images_encoded = 0
     target = photos / "beach" / "p01.png"
@@ -70,7 +78,7 @@ def test_touched_file_with_same_content_is_not_reencoded(open_library, photos, c
     assert counting.images_encoded == 0 and report.changed == 0
 
 
-def test_deleted_photo_is_pruned_from_catalog_and_faiss(open_library, photos, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_deleted_photo_is_pruned_from_catalog_and_faiss(open_library, photos, tmp_path) -> None:
     open_library().index([str(photos)])
     (photos / "beach" / "p01.png").unlink()
     report = open_library().index([str(photos)])
@@ -80,7 +88,7 @@ def test_deleted_photo_is_pruned_from_catalog_and_faiss(open_library, photos, tm
     assert _faiss_ids(tmp_path / "index") == _catalog_ids(tmp_path / "index")
 
 
-def test_renamed_and_moved_photos_reuse_their_vectors(open_library, photos, counting) -> None:  # type: ignore[no-untyped-def]
+def test_renamed_and_moved_photos_reuse_their_vectors(open_library, photos, counting) -> None:
     lib = open_library()
     lib.index([str(photos)])
     before = lib.image_vector(str(photos / "beach" / "p01.png"))
@@ -94,7 +102,7 @@ def test_renamed_and_moved_photos_reuse_their_vectors(open_library, photos, coun
     np.testing.assert_array_equal(before, after)
 
 
-def test_copied_photo_reuses_the_vector_of_its_twin(open_library, photos, counting) -> None:  # type: ignore[no-untyped-def]
+def test_copied_photo_reuses_the_vector_of_its_twin(open_library, photos, counting) -> None:
     open_library().index([str(photos)])
     counting.images_encoded = 0
     shutil.copy(photos / "beach" / "p03.png", photos / "copy.png")
@@ -104,7 +112,9 @@ def test_copied_photo_reuses_the_vector_of_its_twin(open_library, photos, counti
     assert {h.path for h in hits} == {str(photos / "beach" / "p03.png"), str(photos / "copy.png")}
 
 
-def test_bad_file_is_skipped_with_reason_and_retried_when_it_changes(open_library, photos, counting) -> None:  # type: ignore[no-untyped-def]
+def test_bad_file_is_skipped_with_reason_and_retried_when_it_changes(
+    open_library, photos, counting
+) -> None:
     bad = photos / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff garbage")
     report = open_library().index([str(photos)])
@@ -118,7 +128,7 @@ def test_bad_file_is_skipped_with_reason_and_retried_when_it_changes(open_librar
     assert (report.changed, report.skipped, counting.images_encoded) == (1, [], 1)
 
 
-def test_lost_faiss_file_is_rebuilt_from_the_catalog(open_library, photos, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_lost_faiss_file_is_rebuilt_from_the_catalog(open_library, photos, tmp_path) -> None:
     lib = open_library()
     lib.index([str(photos)])
     expected = [h.path for h in lib.query(["night"], k=5)]
@@ -127,7 +137,7 @@ def test_lost_faiss_file_is_rebuilt_from_the_catalog(open_library, photos, tmp_p
     assert (tmp_path / "index" / INDEX_FILE).exists()
 
 
-def test_damaged_faiss_file_is_detected_and_rebuilt(open_library, photos, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_damaged_faiss_file_is_detected_and_rebuilt(open_library, photos, tmp_path) -> None:
     lib = open_library()
     lib.index([str(photos)])
     expected = [h.path for h in lib.query(["night"], k=5)]
@@ -138,7 +148,7 @@ def test_damaged_faiss_file_is_detected_and_rebuilt(open_library, photos, tmp_pa
     assert [h.path for h in open_library().query(["night"], k=5)] == expected
 
 
-def test_one_index_holds_several_folders(open_library, photos, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_one_index_holds_several_folders(open_library, photos, tmp_path) -> None:
     other = tmp_path / "other"
     make_photo(other / "x.png", seed=200)
     lib = open_library()
@@ -149,7 +159,7 @@ def test_one_index_holds_several_folders(open_library, photos, tmp_path) -> None
     assert report.scanned == 13 and report.nothing_to_do
 
 
-def test_vector_index_search_matches_numpy(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_vector_index_search_matches_numpy(tmp_path) -> None:
     rng = np.random.default_rng(0)
     vecs = rng.normal(size=(200, 16)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)

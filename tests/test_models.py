@@ -30,7 +30,7 @@ def test_spec_round_trips_through_json() -> None:
     assert ModelSpec.from_json(spec.to_json()) == spec
 
 
-def test_text_vectors_equal_open_clip_encode_text(tiny_encoder, reference) -> None:  # type: ignore[no-untyped-def]
+def test_text_vectors_equal_open_clip_encode_text(tiny_encoder, reference) -> None:
     texts = ["a photo of a dog", "a diagram", "kids building a sandcastle at dusk"]
     ours = tiny_encoder.encode_texts(texts)
     assert ours.dtype == np.float32 and ours.flags["C_CONTIGUOUS"]
@@ -38,7 +38,7 @@ def test_text_vectors_equal_open_clip_encode_text(tiny_encoder, reference) -> No
     assert np.all(np.sum(ours * reference.texts(texts), axis=1) >= 0.9999)
 
 
-def test_image_vectors_equal_open_clip_encode_image(tiny_encoder, reference, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_image_vectors_equal_open_clip_encode_image(tiny_encoder, reference, tmp_path) -> None:
     from search.images import load_rgb
 
     paths = [make_photo(tmp_path / f"{i}.jpg", seed=i, size=(300, 200)) for i in range(3)]
@@ -49,7 +49,9 @@ def test_image_vectors_equal_open_clip_encode_image(tiny_encoder, reference, tmp
     assert np.all(np.sum(ours * reference.images(paths), axis=1) >= 0.9999)
 
 
-def test_builtin_name_with_a_local_checkpoint_file(tiny_dir: Path, tmp_path: Path, reference) -> None:  # type: ignore[no-untyped-def]
+def test_builtin_name_with_a_local_checkpoint_file(
+    tiny_dir: Path, tmp_path: Path, reference
+) -> None:
     import open_clip
 
     # Register the tiny architecture as a built-in name, as open_clip's own configs are.
@@ -81,9 +83,13 @@ def test_unknown_model_and_tag_are_named(tmp_path: Path) -> None:
         check_weights(ModelSpec.create("ViT-B-32", "no_such_tag"))
 
 
-@pytest.mark.parametrize("spec", [ModelSpec("ViT-B-32", "laion2b_s34b_b79k"),
-                                  ModelSpec("hf-hub:someone/some-clip", None)])
-def test_uncached_weights_offline_fail_fast_with_the_fix(spec: ModelSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "spec",
+    [ModelSpec("ViT-B-32", "laion2b_s34b_b79k"), ModelSpec("hf-hub:someone/some-clip", None)],
+)
+def test_uncached_weights_offline_fail_fast_with_the_fix(
+    spec: ModelSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: refused at once
     with pytest.raises(ModelUnavailable) as err:

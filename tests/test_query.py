@@ -22,28 +22,28 @@ def _brute_force(query: np.ndarray, vectors: np.ndarray, paths: list[Path], k: i
 
 
 @pytest.fixture
-def indexed(open_library, photos, reference):  # type: ignore[no-untyped-def]
+def indexed(open_library, photos, reference):
     lib = open_library()
     lib.index([str(photos)])
     paths = _paths(photos)
     return lib, paths, reference.images(paths)
 
 
-def test_stored_vectors_equal_open_clip_encode_image(indexed) -> None:  # type: ignore[no-untyped-def]
+def test_stored_vectors_equal_open_clip_encode_image(indexed) -> None:
     lib, paths, ref = indexed
     for path, expected in zip(paths, ref, strict=True):
         stored = lib.image_vector(str(path))  # an unchanged indexed photo: the stored vector
         assert float(stored @ expected) >= 0.9999
 
 
-def test_text_query_ranks_like_brute_force(indexed, reference) -> None:  # type: ignore[no-untyped-def]
+def test_text_query_ranks_like_brute_force(indexed, reference) -> None:
     lib, paths, ref = indexed
     for text in ["a sunny beach", "a city at night", "red"]:
         hits = lib.query([text], k=5)
         assert [h.path for h in hits] == _brute_force(reference.texts([text])[0], ref, paths, 5)
 
 
-def test_scores_are_cosine_similarities(indexed, reference) -> None:  # type: ignore[no-untyped-def]
+def test_scores_are_cosine_similarities(indexed, reference) -> None:
     lib, paths, ref = indexed
     hits = lib.query(["a dog"], k=len(paths))
     q = reference.texts(["a dog"])[0]
@@ -52,7 +52,7 @@ def test_scores_are_cosine_similarities(indexed, reference) -> None:  # type: ig
         assert hit.score == pytest.approx(by_path[hit.path], abs=1e-4)
 
 
-def test_weighted_and_negative_terms_rank_like_brute_force(indexed, reference) -> None:  # type: ignore[no-untyped-def]
+def test_weighted_and_negative_terms_rank_like_brute_force(indexed, reference) -> None:
     lib, paths, ref = indexed
     t = reference.texts(["beach", "red car", "people"])
     query = 1.0 * t[0] + 2.0 * t[1] - 1.0 * t[2]
@@ -60,28 +60,28 @@ def test_weighted_and_negative_terms_rank_like_brute_force(indexed, reference) -
     assert [h.path for h in hits] == _brute_force(query, ref, paths, 6)
 
 
-def test_text_plus_image_combines_unit_vectors(indexed, reference) -> None:  # type: ignore[no-untyped-def]
+def test_text_plus_image_combines_unit_vectors(indexed, reference) -> None:
     lib, paths, ref = indexed
     query = reference.texts(["sunset"])[0] + ref[3]
     hits = lib.query(["sunset"], images=[str(paths[3])], k=6)
     assert [h.path for h in hits] == _brute_force(query, ref, paths, 6)
 
 
-def test_indexed_image_queried_by_example_comes_back_first(indexed) -> None:  # type: ignore[no-untyped-def]
+def test_indexed_image_queried_by_example_comes_back_first(indexed) -> None:
     lib, paths, _ = indexed
     hits = lib.query(images=[str(paths[5])], k=3)
     assert hits[0].path == str(paths[5])
     assert hits[0].score == pytest.approx(1.0, abs=1e-5)
 
 
-def test_outside_image_is_encoded_like_open_clip(indexed, reference, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_outside_image_is_encoded_like_open_clip(indexed, reference, tmp_path) -> None:
     lib, paths, ref = indexed
     outside = make_photo(tmp_path / "elsewhere" / "new.png", seed=99)
     hits = lib.query(images=[str(outside)], k=4)
     assert [h.path for h in hits] == _brute_force(reference.images([outside])[0], ref, paths, 4)
 
 
-def test_under_restricts_results_to_a_folder(indexed, reference, photos) -> None:  # type: ignore[no-untyped-def]
+def test_under_restricts_results_to_a_folder(indexed, reference, photos) -> None:
     lib, paths, ref = indexed
     beach = [i for i, p in enumerate(paths) if p.parent.name == "beach"]
     hits = lib.query(["sand"], k=4, under=str(photos / "beach"))
@@ -89,7 +89,7 @@ def test_under_restricts_results_to_a_folder(indexed, reference, photos) -> None
     assert [h.path for h in hits] == _brute_force(reference.texts(["sand"])[0], ref[beach], sub, 4)
 
 
-def test_min_score_drops_weaker_results(indexed) -> None:  # type: ignore[no-untyped-def]
+def test_min_score_drops_weaker_results(indexed) -> None:
     lib, paths, _ = indexed
     all_hits = lib.query(["a tree"], k=len(paths))
     cut = all_hits[4].score
@@ -97,7 +97,7 @@ def test_min_score_drops_weaker_results(indexed) -> None:  # type: ignore[no-unt
     assert [h.path for h in kept] == [h.path for h in all_hits if h.score >= cut]
 
 
-def test_describe_ranks_texts_like_brute_force(indexed, reference) -> None:  # type: ignore[no-untyped-def]
+def test_describe_ranks_texts_like_brute_force(indexed, reference) -> None:
     lib, paths, ref = indexed
     corpus = ["a beach", "a city", "a dog", "a diagram", "mountains", "a red car", "night"]
     assert lib.add_texts(corpus) == len(corpus)
@@ -108,13 +108,13 @@ def test_describe_ranks_texts_like_brute_force(indexed, reference) -> None:  # t
     assert hits[0].score == pytest.approx(float(scores.max()), abs=1e-4)
 
 
-def test_query_needs_a_positive_term(indexed) -> None:  # type: ignore[no-untyped-def]
+def test_query_needs_a_positive_term(indexed) -> None:
     lib, _, _ = indexed
     with pytest.raises(QueryError, match="at least one"):
         lib.query(negatives=["people"])
 
 
-def test_unreadable_query_image_is_a_query_error(indexed, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_unreadable_query_image_is_a_query_error(indexed, tmp_path) -> None:
     lib, _, _ = indexed
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not a jpeg at all")

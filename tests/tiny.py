@@ -47,7 +47,7 @@ def make_photo(path: Path, seed: int, size: tuple[int, int] = (80, 60)) -> Path:
     pixels = np.stack(channels, axis=-1)
     for _ in range(4):
         x0, y0 = rng.integers(0, w - 10), rng.integers(0, h - 10)
-        pixels[y0:y0 + 10, x0:x0 + 10] = rng.uniform(0, 255, 3)
+        pixels[y0 : y0 + 10, x0 : x0 + 10] = rng.uniform(0, 255, 3)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(path)
     return path
