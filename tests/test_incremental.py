@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from tiny import make_photo
 
 from indexes.catalog import Catalog
@@ -170,3 +171,35 @@ def test_vector_index_search_matches_numpy(tmp_path) -> None:
     scores, found = index.search(q[None], 10)
     expected = ids[np.argsort(-(vecs @ q), kind="stable")[:10]]
     np.testing.assert_array_equal(found[0], expected)
+
+
+def test_ctrl_c_keeps_committed_batches_and_a_rerun_resumes(
+    open_library, photos, counting, tmp_path
+) -> None:
+    from search import IndexSettings
+    from search.errors import Interrupted
+
+    def stop_at_fifth(done: int, total: int) -> None:
+        if done == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted) as stopped:
+        open_library().index([str(photos)], stop_at_fifth, IndexSettings(batch_size=4))
+    # One batch of 4 was committed before the interrupt; the 5th was in flight.
+    assert stopped.value.committed == 4
+    assert _faiss_ids(tmp_path / "index") == _catalog_ids(tmp_path / "index")
+    counting.images_encoded = 0
+    report = open_library().index([str(photos)])
+    assert (report.new, report.unchanged, counting.images_encoded) == (8, 4, 8)
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_lock(
+    open_library, photos, tmp_path
+) -> None:
+    from indexes.lock import writer_lock
+    from search.errors import IndexBusy
+
+    lib = open_library()
+    with writer_lock(str(tmp_path / "index")), pytest.raises(IndexBusy, match="another"):
+        lib.index([str(photos)])
+    assert lib.index([str(photos)]).new == 12  # released: the next run proceeds
