@@ -89,10 +89,11 @@ class Library:
         """Add or refresh folders; with none, refresh every folder indexed before."""
         roots = [_checked_folder(f) for f in folders] or self._present_roots()
         with writer_lock(self.index_dir):
-            self._record_model()
             dim = self._catalog.get_meta("dim")
+            # The model is recorded with the first vectors, so a run that fails to
+            # load it leaves the index free to be built with another model.
             indexer = Indexer(self._catalog, self.index_dir, self._get_encoder, settings,
-                              int(dim) if dim else None)
+                              int(dim) if dim else None, {"model": self.model.to_json()})
             report = indexer.run(roots, progress)
             if folders and report.scanned == 0:
                 exts = " ".join(sorted(IMAGE_EXTENSIONS))
@@ -109,11 +110,6 @@ class Library:
                                  "`clipsearch index FOLDER`")
         # An absent root (unmounted disk) keeps its photos; it is not pruned.
         return [r for r in roots if os.path.isdir(r)]
-
-    def _record_model(self) -> None:
-        if self._catalog.get_meta("model") is None:
-            with self._catalog.transaction():
-                self._catalog.set_meta("model", self.model.to_json())
 
     def _get_encoder(self) -> Encoder:
         if self._encoder is None:
@@ -187,11 +183,11 @@ class Library:
             fresh = [t for t in dict.fromkeys(texts) if t not in self._catalog.has_texts([t])]
             if not fresh:
                 return 0
-            self._record_model()
             encoder = self._get_encoder()
             vectors = encoder.encode_texts(fresh)
             with self._catalog.transaction():
-                if self._catalog.get_meta("dim") is None:
+                if self._catalog.get_meta("model") is None:
+                    self._catalog.set_meta("model", self.model.to_json())
                     self._catalog.set_meta("dim", str(encoder.dim))
                 return self._catalog.add_texts(fresh, vectors)
 

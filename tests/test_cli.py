@@ -161,7 +161,7 @@ def test_other_model_on_an_existing_index_is_refused_with_the_fix(
 
 
 def test_offline_default_model_says_how_to_use_a_local_checkpoint(
-    tmp_path: Path, photos: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_dir: Path, photos: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # An empty HF cache and an endpoint nobody listens on: the situation on an offline machine.
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
@@ -169,6 +169,10 @@ def test_offline_default_model_says_how_to_use_a_local_checkpoint(
     code, _, err = run("index", str(photos), "--index", str(tmp_path / "idx"))
     assert code == 1 and "offline" in err and "--pretrained /path/to" in err
     assert "Traceback" not in err
+    # The failed run recorded no model, so the same index can be built with a local one.
+    code, _, err = run("index", str(photos), "--index", str(tmp_path / "idx"), "--model",
+                       f"local-dir:{tiny_dir}")
+    assert code == 0, err
 
 
 def test_help_and_info_do_not_import_torch(index_dir: Path) -> None:
