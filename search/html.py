@@ -6,6 +6,7 @@ import base64
 import html
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 from search.errors import ImageDecodeError
 from search.images import thumbnail_jpeg
@@ -37,7 +38,7 @@ def results_page(hits: Sequence[ImageHit], title: str, thumb_side: int = 256) ->
 
 def _figure(hit: ImageHit, side: int) -> str:
     name = html.escape(os.path.basename(hit.path))
-    link = html.escape("file://" + hit.path, quote=True)
+    link = html.escape(Path(hit.path).as_uri(), quote=True)
     try:
         data = base64.b64encode(thumbnail_jpeg(hit.path, side)).decode("ascii")
         picture = f"<img src=\"data:image/jpeg;base64,{data}\" alt=\"{name}\" loading=\"lazy\">"

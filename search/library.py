@@ -87,7 +87,7 @@ class Library:
     def index(self, folders: Sequence[str] = (), progress: ProgressFn | None = None,
               settings: IndexSettings = IndexSettings()) -> IndexReport:
         """Add or refresh folders; with none, refresh every folder indexed before."""
-        roots = [_checked_folder(f) for f in folders] or self._present_roots()
+        roots = _outermost([_checked_folder(f) for f in folders] or self._present_roots())
         with writer_lock(self.index_dir):
             dim = self._catalog.get_meta("dim")
             # The model is recorded with the first vectors, so a run that fails to
@@ -129,7 +129,7 @@ class Library:
         positives += [(w, self.image_vector(p)) for w, p in map(_image_weight, images)]
         minus = [(w, self._text_vector(t)) for w, t in map(split_weight, negatives)]
         query = combine(positives, minus)
-        folder = os.path.abspath(os.path.expanduser(under)) if under else None
+        folder = os.path.realpath(os.path.expanduser(under)) if under else None  # as stored
         return search_images(self._vectors(), self._catalog, query, k, folder, min_score)
 
     def similar(self, file_id: int, k: int = 10) -> list[ImageHit]:
@@ -226,6 +226,15 @@ def _checked_folder(folder: str) -> str:
     if not os.path.isdir(path):
         raise FolderNotFound(folder, "not a folder; give the folder that holds the photos")
     return path
+
+
+def _outermost(roots: list[str]) -> list[str]:
+    """Drop folders inside another listed folder, so no photo is scanned twice."""
+    kept: list[str] = []
+    for root in sorted(set(roots)):
+        if not any(root.startswith(k.rstrip(os.sep) + os.sep) for k in kept):
+            kept.append(root)
+    return kept
 
 
 def _image_weight(term: str) -> tuple[float, str]:

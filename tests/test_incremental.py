@@ -203,3 +203,13 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_lock(
     with writer_lock(str(tmp_path / "index")), pytest.raises(IndexBusy, match="another"):
         lib.index([str(photos)])
     assert lib.index([str(photos)]).new == 12  # released: the next run proceeds
+
+
+def test_nested_folders_are_scanned_once(open_library, photos, counting) -> None:
+    lib = open_library()
+    lib.index([str(photos / "beach")])
+    lib.index([str(photos)])
+    counting.images_encoded = 0
+    make_photo(photos / "beach" / "p01.png", seed=300)  # changed, under both roots
+    report = open_library().index()
+    assert (report.scanned, report.changed, counting.images_encoded) == (12, 1, 1)
