@@ -7,26 +7,25 @@ class ClipSearchError(Exception):
     """Base class: every error the library raises on purpose is one of these."""
 
 
-class FolderNotFound(ClipSearchError):
-    """A folder given to `index` is missing or is not a folder."""
+class PathError(ClipSearchError):
+    """Something is wrong with one file or folder. `reason` is a short human phrase."""
 
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class FolderNotFound(PathError):
+    """A folder given to `index` is missing or is not a folder."""
 
 
 class NoImagesFound(ClipSearchError):
     """A folder holds no files with a supported image extension."""
 
 
-class ImageDecodeError(ClipSearchError):
-    """A single image could not be read. `reason` is a short human phrase."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = path
-        self.reason = reason
+class ImageDecodeError(PathError):
+    """A single image could not be read."""
 
 
 class IndexNotFound(ClipSearchError):
