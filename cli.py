@@ -89,8 +89,11 @@ def index(
     index: IndexOpt = None, model: ModelOpt = None, pretrained: PretrainedOpt = None,
 ) -> None:
     """Index photo folders (incremental: only new and changed photos are encoded)."""
+    from search.library import check_folders
     from search.output import Progress, summary
 
+    with _reported():
+        check_folders(folders or [])  # before the index folder is created
     progress = Progress(sys.stderr, "indexing", enabled=sys.stderr.isatty())
     try:
         report = _with_library(index, lambda lib: lib.index(folders or [], progress),

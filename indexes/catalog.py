@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from search.errors import IndexFormatError, IndexNotFound
+from indexes.errors import IndexFormatError, IndexNotFound
 
 SCHEMA_VERSION = 1
 CATALOG_FILE = "catalog.sqlite"
@@ -116,6 +116,15 @@ class Catalog:
             raise
         self._conn.execute("COMMIT")
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Several reads that see one committed state, whatever writers do meanwhile."""
+        self._conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._conn.execute("COMMIT")
+
     # -- meta ---------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
@@ -162,8 +171,10 @@ class Catalog:
                 found[fp] = FileRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6])
         return found
 
-    def all_fingerprints(self) -> set[str]:
-        return {r[0] for r in self._conn.execute("SELECT DISTINCT fingerprint FROM files")}
+    def vector_fingerprints(self) -> set[str]:
+        """Fingerprints of content that has a vector."""
+        rows = self._conn.execute("SELECT DISTINCT fingerprint FROM files WHERE vector NOT NULL")
+        return {r[0] for r in rows}
 
     def vector(self, file_id: int) -> np.ndarray | None:
         row = self._conn.execute("SELECT vector FROM files WHERE id=?", (file_id,)).fetchone()

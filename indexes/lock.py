@@ -7,7 +7,7 @@ import fcntl
 import os
 from collections.abc import Iterator
 
-from search.errors import IndexBusy
+from indexes.errors import IndexBusy
 
 LOCK_FILE = "write.lock"
 

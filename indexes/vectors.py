@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -91,18 +92,20 @@ class VectorIndex:
 
 
 def load_or_rebuild(index_dir: str, catalog: Catalog, dim: int,
-                    save: bool = True) -> VectorIndex:
-    """The index for the catalog's current generation, rebuilding it when needed."""
-    generation = catalog.generation()
-    loaded = _load(index_dir, generation, dim)
+                    save: Callable[[VectorIndex, int], None] | None = None) -> VectorIndex:
+    """The index for the catalog's current generation, rebuilding it when needed.
+
+    A rebuild reads one consistent snapshot of the catalog (a writer may be
+    committing meanwhile) and hands `(index, generation)` to `save`, if given.
+    """
+    loaded = _load(index_dir, catalog.generation(), dim)
     if loaded is not None:
         return loaded
-    index = VectorIndex.from_catalog(catalog, dim)
-    if save:
-        try:
-            index.save(index_dir, generation)
-        except OSError as exc:  # a read-only index still answers queries
-            log.warning("could not save the rebuilt vector index in %s: %s", index_dir, exc)
+    with catalog.snapshot():
+        generation = catalog.generation()
+        index = VectorIndex.from_catalog(catalog, dim)
+    if save is not None:
+        save(index, generation)
     return index
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-
-class ClipSearchError(Exception):
-    """Base class: every error the library raises on purpose is one of these."""
+# Storage errors are defined below the engine and re-exported here.
+from indexes.errors import (  # noqa: F401
+    ClipSearchError,
+    IndexBusy,
+    IndexFormatError,
+    IndexNotFound,
+)
 
 
 class PathError(ClipSearchError):
@@ -26,18 +30,6 @@ class NoImagesFound(ClipSearchError):
 
 class ImageDecodeError(PathError):
     """A single image could not be read."""
-
-
-class IndexNotFound(ClipSearchError):
-    """A command that reads an index was pointed at a path with no index."""
-
-
-class IndexBusy(ClipSearchError):
-    """Another process is writing to the same index."""
-
-
-class IndexFormatError(ClipSearchError):
-    """The catalog is damaged or was written by a newer clipsearch."""
 
 
 class ModelMismatch(ClipSearchError):

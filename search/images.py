@@ -108,21 +108,10 @@ def open_rgb(
         return _decode(f, name, max_megapixels, min_side)
 
 
-def thumbnail_jpeg(path: str | os.PathLike[str], max_side: int = 256, quality: int = 80) -> bytes:
-    """Return an upright RGB JPEG of the photo, at most ``max_side`` pixels wide and high.
-
-    Raises:
-        ImageDecodeError: as for :func:`load_rgb`.
-        ValueError: ``max_side`` < 1 or ``quality`` outside 1..95.
-    """
-    if max_side < 1 or not 1 <= quality <= 95:
-        raise ValueError(f"need max_side >= 1 and quality in 1..95, got {max_side}, {quality}")
-    # Shorter side >= max_side after drafting, so the longer side is never upscaled.
-    im = load_rgb(path, min_side=(max_side + 1) // 2)
-    im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=quality)
-    return buf.getvalue()
+def decoder_signature() -> str:
+    """What can decode photos here; when it changes, skipped files deserve a retry."""
+    heif = " + pillow-heif" if _register_heif() else ""
+    return f"Pillow {Image.__version__}{heif}"
 
 
 def os_error_reason(err: OSError) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -12,8 +13,15 @@ import numpy as np
 from indexes.catalog import CATALOG_FILE, Catalog
 from indexes.lock import writer_lock
 from indexes.vectors import INDEX_FILE, VectorIndex, load_or_rebuild
-from search.errors import FolderNotFound, ImageDecodeError, ModelMismatch, NoImagesFound, QueryError
-from search.images import DEFAULT_MAX_MEGAPIXELS, IMAGE_EXTENSIONS, load_rgb
+from search.errors import (
+    FolderNotFound,
+    ImageDecodeError,
+    IndexBusy,
+    IndexNotFound,
+    ModelMismatch,
+    QueryError,
+)
+from search.images import DEFAULT_MAX_MEGAPIXELS, decoder_signature, load_rgb
 from search.models import Encoder, ModelSpec, load_encoder
 from search.pipeline import Indexer, IndexReport, IndexSettings, ProgressFn
 from search.query import ImageHit, TextHit, combine, rank_texts, search_images, split_weight
@@ -61,6 +69,7 @@ class Library:
         stored = catalog.get_meta("model")
         self.model = ModelSpec.from_json(stored) if stored else (model or ModelSpec())
         if stored and model is not None and model != self.model:
+            catalog.close()
             raise ModelMismatch(
                 f"{index_dir} holds vectors of {self.model}, not {model}; one index never mixes "
                 f"models: drop --model/--pretrained to use {self.model}, or pass a new --index "
@@ -87,18 +96,20 @@ class Library:
     def index(self, folders: Sequence[str] = (), progress: ProgressFn | None = None,
               settings: IndexSettings = IndexSettings()) -> IndexReport:
         """Add or refresh folders; with none, refresh every folder indexed before."""
-        roots = _outermost([_checked_folder(f) for f in folders] or self._present_roots())
+        roots = _outermost(check_folders(folders) or self._present_roots())
+        decoders = decoder_signature()
         with writer_lock(self.index_dir):
             dim = self._catalog.get_meta("dim")
             # The model is recorded with the first vectors, so a run that fails to
             # load it leaves the index free to be built with another model.
             indexer = Indexer(self._catalog, self.index_dir, self._get_encoder, settings,
                               int(dim) if dim else None, {"model": self.model.to_json()})
-            report = indexer.run(roots, progress)
-            if folders and report.scanned == 0:
-                exts = " ".join(sorted(IMAGE_EXTENSIONS))
-                raise NoImagesFound(f"{', '.join(roots)}: no images found (looked for {exts})")
+            # New decoders (Pillow upgraded, pillow-heif installed) may read what failed before.
+            retry = self._catalog.get_meta("decoders") != decoders
+            report = indexer.run(roots, progress, require_images=bool(folders),
+                                 retry_errors=retry)
             with self._catalog.transaction():
+                self._catalog.set_meta("decoders", decoders)
                 for root in roots:
                     self._catalog.add_root(root)
         return report
@@ -125,12 +136,13 @@ class Library:
         `texts` may carry weights (`"2:red car"`); `images` are file paths
         (an indexed photo uses its stored vector); `negatives` are subtracted.
         """
+        vectors = self._vectors()
         positives = [(w, self._text_vector(t)) for w, t in map(split_weight, texts)]
         positives += [(w, self.image_vector(p)) for w, p in map(_image_weight, images)]
         minus = [(w, self._text_vector(t)) for w, t in map(split_weight, negatives)]
         query = combine(positives, minus)
         folder = os.path.realpath(os.path.expanduser(under)) if under else None  # as stored
-        return search_images(self._vectors(), self._catalog, query, k, folder, min_score)
+        return search_images(vectors, self._catalog, query, k, folder, min_score)
 
     def similar(self, file_id: int, k: int = 10) -> list[ImageHit]:
         """Images most like an indexed one, by its stored vector."""
@@ -141,11 +153,11 @@ class Library:
 
     def describe(self, image: str, k: int = 5) -> list[TextHit]:
         """The corpus texts that best match an image."""
-        query = self.image_vector(image)
-        texts, vectors = self._catalog.text_matrix(len(query))
-        if not texts:
+        dim = self._catalog.get_meta("dim")
+        texts, vectors = self._catalog.text_matrix(int(dim)) if dim else ([], None)
+        if not texts or vectors is None:
             raise QueryError("the text corpus is empty; add texts with `clipsearch texts add FILE`")
-        return rank_texts(texts, vectors, query, k)
+        return rank_texts(texts, vectors, self.image_vector(image), k)
 
     def image_vector(self, path: str) -> np.ndarray:
         """Stored vector of an unchanged indexed photo, else decode and encode it."""
@@ -172,9 +184,16 @@ class Library:
 
     def _vectors(self) -> VectorIndex:
         dim = self._catalog.get_meta("dim")
-        if dim is None:
-            return VectorIndex.empty(self._get_encoder().dim)
-        return load_or_rebuild(self.index_dir, self._catalog, int(dim))
+        if dim is None:  # checked before any model is loaded
+            raise IndexNotFound(f"the index at {self.index_dir} is empty; add photos with "
+                                "`clipsearch index FOLDER`")
+        return load_or_rebuild(self.index_dir, self._catalog, int(dim), save=self._try_save)
+
+    def _try_save(self, index: VectorIndex, generation: int) -> None:
+        """Keep a rebuilt FAISS file for next time, unless a writer is busy (it will save)."""
+        with contextlib.suppress(IndexBusy, OSError), writer_lock(self.index_dir):
+            if self._catalog.generation() == generation:
+                index.save(self.index_dir, generation)
 
     # -- the text corpus -------------------------------------------------------
     def add_texts(self, texts: Sequence[str]) -> int:
@@ -219,13 +238,17 @@ class Library:
         )
 
 
-def _checked_folder(folder: str) -> str:
-    path = os.path.realpath(os.path.expanduser(folder))
-    if not os.path.exists(path):
-        raise FolderNotFound(folder, "no such folder")
-    if not os.path.isdir(path):
-        raise FolderNotFound(folder, "not a folder; give the folder that holds the photos")
-    return path
+def check_folders(folders: Sequence[str]) -> list[str]:
+    """Real paths of folders to index; FolderNotFound for one missing or not a folder."""
+    paths = []
+    for folder in folders:
+        path = os.path.realpath(os.path.expanduser(folder))
+        if not os.path.exists(path):
+            raise FolderNotFound(folder, "no such folder")
+        if not os.path.isdir(path):
+            raise FolderNotFound(folder, "not a folder; give the folder that holds the photos")
+        paths.append(path)
+    return paths
 
 
 def _outermost(roots: list[str]) -> list[str]:

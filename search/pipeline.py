@@ -21,10 +21,10 @@ import numpy as np
 
 from indexes.catalog import Catalog, FileRow
 from indexes.vectors import VectorIndex, load_or_rebuild
-from search.discover import FoundFile, scan
 from search.errors import ImageDecodeError, Interrupted
 from search.images import DEFAULT_MAX_MEGAPIXELS, load_rgb
 from search.models import Encoder
+from search.plan import Work, plan
 
 ProgressFn = Callable[[int, int], None]  # (files processed, files to process)
 
@@ -57,15 +57,6 @@ class IndexReport:
         return not (self.new or self.changed or self.moved or self.removed or self.skipped)
 
 
-@dataclass
-class _Work:
-    found: FoundFile
-    row: FileRow | None  # the catalog row at this path, if any
-    fingerprint: str = ""
-    pixels: object = None  # a preprocessed tensor, once decoded
-    error: str | None = None
-
-
 class _LazyEncoder:
     """Load the model only when a file really needs encoding, once, from any thread."""
 
@@ -73,11 +64,18 @@ class _LazyEncoder:
         self._load = load
         self._lock = threading.Lock()
         self._encoder: Encoder | None = None
+        self._failure: BaseException | None = None
 
     def get(self) -> Encoder:
         with self._lock:
+            if self._failure is not None:  # fail once, not once per queued photo
+                raise self._failure
             if self._encoder is None:
-                self._encoder = self._load()
+                try:
+                    self._encoder = self._load()
+                except BaseException as exc:
+                    self._failure = exc
+                    raise
             return self._encoder
 
 
@@ -114,17 +112,21 @@ class Indexer:
         self._vectors: VectorIndex | None = None
         self._synced: int | None = None  # catalog generation the in-memory FAISS reflects
 
-    def run(self, roots: list[str], progress: ProgressFn | None = None) -> IndexReport:
+    def run(self, roots: list[str], progress: ProgressFn | None = None,
+            require_images: bool = False, retry_errors: bool = False) -> IndexReport:
+        """Index `roots`; see `search.plan.plan` for the two flags."""
         start = time.monotonic()
-        report = IndexReport()
-        work, missing = self._plan(roots, report)
-        if work or missing:
+        todo = plan(self._catalog, roots, self._settings.include_hidden, require_images,
+                    retry_errors)
+        report = IndexReport(scanned=todo.scanned, unchanged=todo.unchanged,
+                             unlisted=todo.unlisted)
+        if todo.work or todo.missing:
             if self._dim is not None:  # load before the first change, so nothing is applied twice
-                self._vectors = load_or_rebuild(self._index_dir, self._catalog, self._dim, False)
+                self._vectors = load_or_rebuild(self._index_dir, self._catalog, self._dim)
                 self._synced = self._catalog.generation()
             try:
-                self._process(work, missing, report, progress)
-                self._remove(list(missing.values()), report)
+                self._process(todo.work, todo.missing, report, progress)
+                self._remove(list(todo.missing.values()), report)
             except KeyboardInterrupt:
                 raise Interrupted(report.encoded) from None
             finally:
@@ -132,35 +134,17 @@ class Indexer:
         report.seconds = time.monotonic() - start
         return report
 
-    def _plan(self, roots: list[str],
-              report: IndexReport) -> tuple[list[_Work], dict[str, FileRow]]:
-        """Stat pass only: no file is opened unless its size or mtime changed."""
-        work: list[_Work] = []
-        missing: dict[str, FileRow] = {}
-        for root in roots:
-            result = scan(root, include_hidden=self._settings.include_hidden)
-            report.unlisted.extend(result.skipped)
-            stored = self._catalog.files_under(root)
-            for found in result.files:
-                row = stored.pop(found.path, None)
-                if row and row.size == found.size and row.mtime_ns == found.mtime_ns:
-                    report.unchanged += 1
-                else:
-                    work.append(_Work(found, row))
-            missing.update(stored)
-            report.scanned += len(result.files)
-        return work, missing
-
-    def _process(self, work: list[_Work], missing: dict[str, FileRow],
+    def _process(self, work: list[Work], missing: dict[str, FileRow],
                  report: IndexReport, progress: ProgressFn | None) -> None:
-        known = self._catalog.all_fingerprints() if work else set()
+        # Content with a vector, or of a vanished file (a move): no need to decode it.
+        known = self._catalog.vector_fingerprints() if work else set()
+        known |= {row.fingerprint for row in missing.values()}
         gone = {row.fingerprint: row for row in missing.values()}
-        batch: list[_Work] = []
+        batch: list[Work] = []
         for done, item in enumerate(self._prepared(work, known), 1):
-            if item.pixels is None and item.error is None:
-                self._reuse(item, gone, missing, report)  # content already known: no encoding
-            else:
-                batch.append(item)
+            known_content = item.pixels is None and item.error is None
+            if not known_content or not self._reuse(item, gone, missing, report):
+                batch.append(item if not known_content else self._prepare(item, set()))
             if len(batch) >= self._settings.batch_size:
                 self._commit(batch, report)
                 batch = []
@@ -168,11 +152,11 @@ class Indexer:
                 progress(done, len(work))
         self._commit(batch, report)
 
-    def _prepared(self, work: list[_Work], known: set[str]) -> Iterator[_Work]:
+    def _prepared(self, work: list[Work], known: set[str]) -> Iterator[Work]:
         """Fingerprint, and decode what is new, on a thread pool, in order, bounded ahead."""
         ahead = self._settings.batch_size * 2
         with ThreadPoolExecutor(self._settings.workers) as pool:
-            pending: collections.deque[Future[_Work]] = collections.deque()
+            pending: collections.deque[Future[Work]] = collections.deque()
             try:
                 for item in work:
                     pending.append(pool.submit(self._prepare, item, known))
@@ -184,7 +168,7 @@ class Indexer:
                 for fut in pending:
                     fut.cancel()
 
-    def _prepare(self, item: _Work, known: set[str]) -> _Work:
+    def _prepare(self, item: Work, known: set[str]) -> Work:
         path = item.found.path
         try:
             item.fingerprint = fingerprint(path)
@@ -201,26 +185,32 @@ class Indexer:
             item.error = exc.reason
         return item
 
-    def _reuse(self, item: _Work, gone: dict[str, FileRow], missing: dict[str, FileRow],
-               report: IndexReport) -> None:
+    def _reuse(self, item: Work, gone: dict[str, FileRow], missing: dict[str, FileRow],
+               report: IndexReport) -> bool:
+        """Settle a file whose content is already known; False if it must be encoded after all."""
         f, row, fp = item.found, item.row, item.fingerprint
+        touched = row is not None and row.fingerprint == fp and row.has_vector
+        twin = None
+        if not touched and fp not in gone:
+            twin = self._catalog.by_fingerprint([fp]).get(fp)
+            if twin is None or not twin.has_vector:
+                return False  # the twin was overwritten earlier in this run (two files swapped)
         with self._change() as delta:
-            if row and row.fingerprint == fp:
-                self._catalog.update_stat(row.id, f.size, f.mtime_ns)  # touched, not changed
+            if twin is not None:  # a copy of an indexed file: reuse its vector
+                self._put(item, self._catalog.vector(twin.id), None, delta, report)
+            elif touched and row is not None:
+                self._catalog.update_stat(row.id, f.size, f.mtime_ns)
                 report.unchanged += 1
-            elif fp in gone:  # renamed or moved: keep the id, so FAISS needs no change
+            else:  # renamed or moved: keep the id, so FAISS needs no change
                 source = gone.pop(fp)
                 missing.pop(source.path, None)
                 if row:
                     self._delete([row], delta)
                 self._catalog.move(source.id, f.path, f.size, f.mtime_ns)
                 report.moved += 1
-            else:  # a copy of an indexed file: reuse its vector, or its recorded error
-                source = self._catalog.by_fingerprint([fp])[fp]
-                vector = self._catalog.vector(source.id) if source.has_vector else None
-                self._put(item, vector, source.error, delta, report)
+        return True
 
-    def _commit(self, batch: list[_Work], report: IndexReport) -> None:
+    def _commit(self, batch: list[Work], report: IndexReport) -> None:
         """Encode one batch and commit it in one transaction."""
         good = [item for item in batch if item.error is None]
         vectors = iter(self._encode(good))
@@ -230,7 +220,7 @@ class Indexer:
                 self._put(item, vector, item.error, delta, report)
         report.encoded += len(good)
 
-    def _put(self, item: _Work, vector: np.ndarray | None, error: str | None, delta: _Delta,
+    def _put(self, item: Work, vector: np.ndarray | None, error: str | None, delta: _Delta,
              report: IndexReport) -> None:
         f = item.found
         if item.row and item.row.has_vector:
@@ -247,7 +237,7 @@ class Indexer:
         else:
             report.new += 1
 
-    def _encode(self, items: list[_Work]) -> np.ndarray:
+    def _encode(self, items: list[Work]) -> np.ndarray:
         if not items:
             return np.zeros((0, 0), np.float32)
         import torch

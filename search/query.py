@@ -12,7 +12,8 @@ from indexes.catalog import Catalog
 from indexes.vectors import VectorIndex
 from search.errors import QueryError
 
-_WEIGHT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*:(.*)$")
+# "2:red car" is weighted; "10:30 sunset" is a time, not a weight (a digit follows the colon).
+_WEIGHT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*:(?!\d)(.*)$")
 
 
 @dataclass(frozen=True)

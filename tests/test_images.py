@@ -19,8 +19,8 @@ from search.images import (
     load_rgb,
     open_rgb,
     os_error_reason,
-    thumbnail_jpeg,
 )
+from search.thumbnails import thumbnail_jpeg
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -11,27 +12,30 @@ import pytest
 from tiny import make_photo
 
 from indexes.catalog import Catalog
-from indexes.vectors import INDEX_FILE, VectorIndex, load_or_rebuild
+from indexes.vectors import INDEX_FILE, MANIFEST_FILE, VectorIndex
 
 
-def _faiss_ids(index_dir: Path) -> set[int]:
+def assert_faiss_matches_catalog(index_dir: Path) -> None:
+    """The saved FAISS file, read directly, holds exactly the catalog's ids and vectors."""
+    import faiss
+
     catalog = Catalog.open(str(index_dir))
     try:
-        index = load_or_rebuild(str(index_dir), catalog, int(catalog.get_meta("dim") or 0))
-        _, ids = index.search(np.ones((1, index.dim), np.float32), index.count)
-        return {int(i) for i in ids[0] if i >= 0}
-    finally:
-        catalog.close()
-
-
-def _catalog_ids(index_dir: Path) -> set[int]:
-    catalog = Catalog.open(str(index_dir))
-    try:
-        return {
-            int(i) for ids, _ in catalog.iter_vectors(int(catalog.get_meta("dim"))) for i in ids
+        manifest = json.loads((index_dir / MANIFEST_FILE).read_text())
+        # A stale file would be rebuilt silently on load; here it must already be right.
+        assert manifest["generation"] == catalog.generation()
+        dim = int(catalog.get_meta("dim"))
+        expected = {
+            int(i): v
+            for ids, vecs in catalog.iter_vectors(dim)
+            for i, v in zip(ids, vecs, strict=True)
         }
     finally:
         catalog.close()
+    index = faiss.read_index(str(index_dir / INDEX_FILE))
+    assert index.ntotal == len(expected)  # no id twice, none missing
+    for file_id, vector in expected.items():
+        np.testing.assert_array_equal(index.reconstruct(file_id), vector)
 
 
 def test_first_run_encodes_every_photo(open_library, photos, counting) -> None:
@@ -67,7 +71,7 @@ def test_new_and_changed_photos_are_encoded_and_the_old_vector_replaced(
     assert (
         float(open_library().image_vector(str(changed)) @ reference.images([changed])[0]) > 0.9999
     )
-    assert _faiss_ids(tmp_path / "index") == _catalog_ids(tmp_path / "index")
+    assert_faiss_matches_catalog(tmp_path / "index")
 
 
 def test_touched_file_with_same_content_is_not_reencoded(open_library, photos, counting) -> None:
@@ -86,7 +90,7 @@ def test_deleted_photo_is_pruned_from_catalog_and_faiss(open_library, photos, tm
     assert report.removed == 1
     hits = open_library().query(["anything"], k=50)
     assert len(hits) == 11 and str(photos / "beach" / "p01.png") not in {h.path for h in hits}
-    assert _faiss_ids(tmp_path / "index") == _catalog_ids(tmp_path / "index")
+    assert_faiss_matches_catalog(tmp_path / "index")
 
 
 def test_renamed_and_moved_photos_reuse_their_vectors(open_library, photos, counting) -> None:
@@ -138,15 +142,24 @@ def test_lost_faiss_file_is_rebuilt_from_the_catalog(open_library, photos, tmp_p
     assert (tmp_path / "index" / INDEX_FILE).exists()
 
 
-def test_damaged_faiss_file_is_detected_and_rebuilt(open_library, photos, tmp_path) -> None:
+def test_damaged_faiss_file_is_detected_and_rebuilt(
+    open_library, photos, tmp_path, reference, caplog
+) -> None:
     lib = open_library()
     lib.index([str(photos)])
-    expected = [h.path for h in lib.query(["night"], k=5)]
     path = tmp_path / "index" / INDEX_FILE
     data = bytearray(path.read_bytes())
-    data[-20] ^= 0xFF  # one flipped bit in a vector: FAISS itself would load it silently
+    # Flip a byte inside the first stored vector (after the small header): FAISS
+    # itself loads such a file without complaint and returns wrong scores.
+    data[200] ^= 0x40
     path.write_bytes(bytes(data))
-    assert [h.path for h in open_library().query(["night"], k=5)] == expected
+    with caplog.at_level("WARNING"):
+        hits = open_library().query(["night"], k=12)
+    assert "checksum" in caplog.text
+    paths = sorted(p for p in photos.rglob("*") if p.is_file())
+    scores = reference.images(paths) @ reference.texts(["night"])[0]
+    assert [h.path for h in hits] == [str(paths[i]) for i in np.argsort(-scores, kind="stable")]
+    assert_faiss_matches_catalog(tmp_path / "index")
 
 
 def test_one_index_holds_several_folders(open_library, photos, tmp_path) -> None:
@@ -187,7 +200,7 @@ def test_ctrl_c_keeps_committed_batches_and_a_rerun_resumes(
         open_library().index([str(photos)], stop_at_fifth, IndexSettings(batch_size=4))
     # One batch of 4 was committed before the interrupt; the 5th was in flight.
     assert stopped.value.committed == 4
-    assert _faiss_ids(tmp_path / "index") == _catalog_ids(tmp_path / "index")
+    assert_faiss_matches_catalog(tmp_path / "index")
     counting.images_encoded = 0
     report = open_library().index([str(photos)])
     assert (report.new, report.unchanged, counting.images_encoded) == (8, 4, 8)
@@ -213,3 +226,81 @@ def test_nested_folders_are_scanned_once(open_library, photos, counting) -> None
     make_photo(photos / "beach" / "p01.png", seed=300)  # changed, under both roots
     report = open_library().index()
     assert (report.scanned, report.changed, counting.images_encoded) == (12, 1, 1)
+
+
+def test_two_swapped_photos_are_settled_without_a_crash(open_library, photos, tmp_path) -> None:
+    open_library().index([str(photos)])
+    a, b = photos / "beach" / "p01.png", photos / "beach" / "p03.png"
+    a.rename(tmp_path / "t.png")
+    b.rename(a)
+    (tmp_path / "t.png").rename(b)
+    report = open_library().index([str(photos)])
+    assert report.changed == 2
+    lib = open_library()
+    assert lib.query(images=[str(a)], k=1)[0].path == str(a)
+    assert lib.query(images=[str(b)], k=1)[0].path == str(b)
+    assert_faiss_matches_catalog(tmp_path / "index")
+
+
+def test_a_linked_folder_that_vanishes_keeps_its_photos(open_library, photos, tmp_path) -> None:
+    outside = tmp_path / "external"
+    for i in range(3):
+        make_photo(outside / f"e{i}.png", seed=400 + i)
+    (photos / "trip").symlink_to(outside)
+    assert open_library().index([str(photos)]).new == 15
+    outside.rename(tmp_path / "unmounted")  # the link now dangles
+    report = open_library().index([str(photos)])
+    assert report.removed == 0 and open_library().info().vectors == 15
+    (tmp_path / "unmounted").rename(outside)
+    assert open_library().index([str(photos)]).nothing_to_do
+
+
+def test_a_failing_model_load_is_tried_once(tmp_path, photos, tiny_spec) -> None:
+    from search import IndexSettings, Library
+    from search.errors import ModelUnavailable
+
+    calls = []
+
+    def broken(spec):
+        calls.append(spec)
+        raise ModelUnavailable("no weights here")
+
+    lib = Library.open(str(tmp_path / "idx"), tiny_spec, create=True, load=broken)
+    with lib, pytest.raises(ModelUnavailable):
+        lib.index([str(photos)], settings=IndexSettings(workers=4))
+    assert len(calls) == 1  # not once per queued photo
+
+
+def test_skipped_files_are_retried_when_the_decoders_change(
+    open_library, photos, counting, monkeypatch
+) -> None:
+    import search.library
+    import search.pipeline
+    from search.errors import ImageDecodeError
+
+    real = search.pipeline.load_rgb
+    victim = str(photos / "beach" / "p01.png")
+
+    def picky(path, *args, **kwargs):
+        if str(path) == victim:
+            raise ImageDecodeError(str(path), "needs a decoder we lack")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(search.pipeline, "load_rgb", picky)
+    assert open_library().index([str(photos)]).skipped == [(victim, "needs a decoder we lack")]
+    monkeypatch.setattr(search.pipeline, "load_rgb", real)
+    assert open_library().index([str(photos)]).nothing_to_do  # same decoders: not retried
+    monkeypatch.setattr(search.library, "decoder_signature", lambda: "Pillow 99 + pillow-heif")
+    counting.images_encoded = 0
+    report = open_library().index([str(photos)])
+    assert (report.changed, report.skipped, counting.images_encoded) == (1, [], 1)
+
+
+def test_an_empty_folder_is_refused_before_anything_is_pruned(open_library, photos, tmp_path):
+    from search.errors import NoImagesFound
+
+    open_library().index([str(photos)])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NoImagesFound, match="empty"):
+        open_library().index([str(photos), str(tmp_path / "empty")])
+    assert open_library().info().vectors == 12

@@ -120,3 +120,23 @@ def test_unreadable_query_image_is_a_query_error(indexed, tmp_path) -> None:
     bad.write_bytes(b"not a jpeg at all")
     with pytest.raises(QueryError, match="bad.jpg"):
         lib.query(images=[str(bad)])
+
+
+def test_a_time_of_day_is_text_not_a_weight() -> None:
+    from search.query import split_weight
+
+    assert split_weight("10:30 sunset") == (1.0, "10:30 sunset")
+    assert split_weight("2:red car") == (2.0, "red car")
+    assert split_weight("0.5: fog") == (0.5, "fog")
+
+
+def test_querying_an_empty_index_says_so_without_loading_a_model(tmp_path, tiny_spec) -> None:
+    from search import Library
+    from search.errors import IndexNotFound
+
+    def no_model(spec):
+        raise AssertionError("the model must not be loaded")
+
+    lib = Library.open(str(tmp_path / "idx"), tiny_spec, create=True, load=no_model)
+    with lib, pytest.raises(IndexNotFound, match="empty"):
+        lib.query(["a cat"])
