@@ -170,8 +170,9 @@ def test_offline_default_model_says_how_to_use_a_local_checkpoint(
     assert code == 1 and "offline" in err and "--pretrained /path/to" in err
     assert "Traceback" not in err
     # The failed run recorded no model, so the same index can be built with a local one.
-    code, _, err = run("index", str(photos), "--index", str(tmp_path / "idx"), "--model",
-                       f"local-dir:{tiny_dir}")
+    code, _, err = run(
+        "index", str(photos), "--index", str(tmp_path / "idx"), "--model", f"local-dir:{tiny_dir}"
+    )
     assert code == 0, err
 
 
@@ -202,3 +203,38 @@ def test_installed_entry_point_exits_nonzero_on_error(tmp_path: Path) -> None:
         timeout=120,
     )
     assert done.returncode == 1 and done.stderr.startswith("clipsearch: error: no index at")
+
+
+INSTALLED = Path(sys.executable).parent / "clipsearch"
+
+
+@pytest.mark.skipif(not INSTALLED.exists(), reason="clipsearch is not installed in this venv")
+def test_the_installed_command_works_outside_the_checkout(
+    tmp_path: Path, photos: Path, tiny_dir: Path
+) -> None:
+    # Run from elsewhere, so the installed package (not this checkout) is what runs.
+    index = str(tmp_path / "idx")
+    done = subprocess.run(
+        [
+            str(INSTALLED),
+            "index",
+            str(photos),
+            "--index",
+            index,
+            "--model",
+            f"local-dir:{tiny_dir}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0 and "12 new" in done.stderr, done.stderr
+    done = subprocess.run(
+        [str(INSTALLED), "query", "a beach", "--index", index, "--paths"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0 and len(done.stdout.splitlines()) == 10
