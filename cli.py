@@ -17,6 +17,7 @@ import typer
 
 from search import ClipSearchError, Library, ModelSpec
 from search.errors import Interrupted
+from search.models import PRECISIONS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Search photo folders by sentence, by example image, and image -> text.")
@@ -32,6 +33,9 @@ ModelOpt = Annotated[Optional[str], typer.Option(
 PretrainedOpt = Annotated[Optional[str], typer.Option(
     "--pretrained", help="open_clip pretrained tag or a local checkpoint file "
     "[default: laion2b_s34b_b79k for ViT-B-32].")]
+PrecisionOpt = Annotated[Optional[str], typer.Option(
+    "--precision", help="auto (bf16 on CPUs with native bf16, fp16 on CUDA, else fp32), fp32, "
+    "bf16 or fp16. Defaults to the index's, else auto.")]
 KOpt = Annotated[int, typer.Option("-k", "--k", min=1, help="How many results.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
 
@@ -60,8 +64,12 @@ def _spec(model: str | None, pretrained: str | None) -> ModelSpec | None:
 
 
 def _with_library(index: str | None, action: Callable[[Library], T], model: str | None = None,
-                  pretrained: str | None = None, create: bool = False) -> T:
-    with _reported(), Library.open(index, _spec(model, pretrained), create=create) as lib:
+                  pretrained: str | None = None, create: bool = False,
+                  precision: str | None = None) -> T:
+    if precision is not None and precision not in PRECISIONS:
+        raise _fail(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}", 2)
+    spec = _spec(model, pretrained)
+    with _reported(), Library.open(index, spec, create=create, precision=precision) as lib:
         return action(lib)
 
 
@@ -87,6 +95,7 @@ def index(
     folders: Annotated[Optional[list[str]], typer.Argument(
         help="Photo folders to add or refresh; none refreshes every indexed folder.")] = None,
     index: IndexOpt = None, model: ModelOpt = None, pretrained: PretrainedOpt = None,
+    precision: PrecisionOpt = None,
 ) -> None:
     """Index photo folders (incremental: only new and changed photos are encoded)."""
     from search.library import check_folders
@@ -97,7 +106,7 @@ def index(
     progress = Progress(sys.stderr, "indexing", enabled=sys.stderr.isatty())
     try:
         report = _with_library(index, lambda lib: lib.index(folders or [], progress),
-                               model, pretrained, create=True)
+                               model, pretrained, create=True, precision=precision)
     finally:
         progress.close()
     problems = report.unlisted + report.skipped

@@ -26,7 +26,7 @@ from search.models import Encoder, ModelSpec, load_encoder
 from search.pipeline import Indexer, IndexReport, IndexSettings, ProgressFn
 from search.query import ImageHit, TextHit, combine, rank_texts, search_images, split_weight
 
-EncoderLoader = Callable[[ModelSpec], Encoder]
+EncoderLoader = Callable[[ModelSpec, str], Encoder]  # (model, precision) -> encoder
 
 
 def default_index_dir() -> str:
@@ -42,6 +42,7 @@ def default_index_dir() -> str:
 class IndexInfo:
     index_dir: str
     model: str | None
+    precision: str | None
     dim: int | None
     roots: list[str]
     files: int
@@ -61,27 +62,28 @@ class Library:
     """
 
     def __init__(self, index_dir: str, catalog: Catalog, model: ModelSpec | None = None,
-                 load: EncoderLoader = load_encoder) -> None:
+                 load: EncoderLoader = load_encoder, precision: str | None = None) -> None:
         self.index_dir = index_dir
         self._catalog = catalog
         self._load = load
         self._encoder: Encoder | None = None
-        stored = catalog.get_meta("model")
-        self.model = ModelSpec.from_json(stored) if stored else (model or ModelSpec())
-        if stored and model is not None and model != self.model:
+        try:
+            self.model, self.precision = _identity(index_dir, catalog, model, precision)
+        except ModelMismatch:
             catalog.close()
-            raise ModelMismatch(
-                f"{index_dir} holds vectors of {self.model}, not {model}; one index never mixes "
-                f"models: drop --model/--pretrained to use {self.model}, or pass a new --index "
-                f"for {model}"
-            )
+            raise
 
     @classmethod
     def open(cls, index_dir: str | None = None, model: ModelSpec | None = None,
-             create: bool = False, load: EncoderLoader = load_encoder) -> Library:
-        """Open an index (`create=True` makes it if missing). `model=None` means the stored one."""
+             create: bool = False, load: EncoderLoader = load_encoder,
+             precision: str | None = None) -> Library:
+        """Open an index (`create=True` makes it if missing).
+
+        `model=None` and `precision=None` mean the index's own (for a new index:
+        ViT-B-32 and `auto`).
+        """
         index_dir = os.path.abspath(os.path.expanduser(index_dir or default_index_dir()))
-        return cls(index_dir, Catalog.open(index_dir, create=create), model, load)
+        return cls(index_dir, Catalog.open(index_dir, create=create), model, load, precision)
 
     def close(self) -> None:
         self._catalog.close()
@@ -103,7 +105,7 @@ class Library:
             # The model is recorded with the first vectors, so a run that fails to
             # load it leaves the index free to be built with another model.
             indexer = Indexer(self._catalog, self.index_dir, self._get_encoder, settings,
-                              int(dim) if dim else None, {"model": self.model.to_json()})
+                              int(dim) if dim else None, self._identity_meta)
             # New decoders (Pillow upgraded, pillow-heif installed) may read what failed before.
             retry = self._catalog.get_meta("decoders") != decoders
             report = indexer.run(roots, progress, require_images=bool(folders),
@@ -122,9 +124,13 @@ class Library:
         # An absent root (unmounted disk) keeps its photos; it is not pruned.
         return [r for r in roots if os.path.isdir(r)]
 
+    def _identity_meta(self) -> dict[str, str]:
+        """What the catalog records with its first vectors (the encoder is loaded by then)."""
+        return {"model": self.model.to_json(), "precision": self._get_encoder().precision}
+
     def _get_encoder(self) -> Encoder:
         if self._encoder is None:
-            self._encoder = self._load(self.model)
+            self._encoder = self._load(self.model, self.precision)
         return self._encoder
 
     # -- queries --------------------------------------------------------------
@@ -206,7 +212,8 @@ class Library:
             vectors = encoder.encode_texts(fresh)
             with self._catalog.transaction():
                 if self._catalog.get_meta("model") is None:
-                    self._catalog.set_meta("model", self.model.to_json())
+                    for key, value in self._identity_meta().items():
+                        self._catalog.set_meta(key, value)
                     self._catalog.set_meta("dim", str(encoder.dim))
                 return self._catalog.add_texts(fresh, vectors)
 
@@ -229,6 +236,7 @@ class Library:
         stored = self._catalog.get_meta("model")
         return IndexInfo(
             index_dir=self.index_dir, model=str(ModelSpec.from_json(stored)) if stored else None,
+            precision=self._catalog.get_meta("precision"),
             dim=int(dim) if dim else None, roots=self._catalog.roots(), files=counts["files"],
             vectors=counts["vectors"], skipped=counts["skipped"], texts=counts["texts"],
             skipped_reasons=dict(collections.Counter(reason for _, reason in skipped)),
@@ -236,6 +244,25 @@ class Library:
             catalog_bytes=_size(os.path.join(self.index_dir, CATALOG_FILE)),
             vector_bytes=_size(os.path.join(self.index_dir, INDEX_FILE)),
         )
+
+
+def _identity(index_dir: str, catalog: Catalog, model: ModelSpec | None,
+              precision: str | None) -> tuple[ModelSpec, str]:
+    """The index's model and precision; ModelMismatch if the request differs."""
+    stored_model, stored_precision = catalog.get_meta("model"), catalog.get_meta("precision")
+    spec = ModelSpec.from_json(stored_model) if stored_model else (model or ModelSpec())
+    if stored_model and model is not None and model != spec:
+        raise ModelMismatch(
+            f"{index_dir} holds vectors of {spec}, not {model}; one index never mixes "
+            f"models: drop --model/--pretrained to use {spec}, or pass a new --index for {model}")
+    if stored_precision and precision and precision != stored_precision:
+        from search.models import default_device, resolve_precision
+
+        if resolve_precision(precision, default_device()) != stored_precision:
+            raise ModelMismatch(
+                f"{index_dir} holds {stored_precision} vectors, not {precision}; drop "
+                f"--precision to use {stored_precision}, or pass a new --index for {precision}")
+    return spec, stored_precision or precision or "auto"
 
 
 def check_folders(folders: Sequence[str]) -> list[str]:

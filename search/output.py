@@ -56,7 +56,8 @@ def info_lines(info: IndexInfo, errors: bool, mode: str) -> Iterator[str]:
         yield json.dumps(data)
         return
     yield f"index     {info.index_dir}"
-    yield f"model     {info.model or 'none yet'}" + (f", {info.dim}-d vectors" if info.dim else "")
+    vectors = f", {info.dim}-d {info.precision} vectors" if info.dim else ""
+    yield f"model     {info.model or 'none yet'}{vectors}"
     for i, root in enumerate(info.roots or ["none yet"]):
         yield f"{'folders' if i == 0 else '':<9} {root}"
     yield f"images    {info.vectors} indexed, {info.skipped} skipped"

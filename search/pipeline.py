@@ -102,9 +102,9 @@ class Indexer:
 
     def __init__(self, catalog: Catalog, index_dir: str, load_encoder: Callable[[], Encoder],
                  settings: IndexSettings = IndexSettings(), dim: int | None = None,
-                 first_meta: dict[str, str] | None = None) -> None:
+                 first_meta: Callable[[], dict[str, str]] = dict) -> None:
         self._catalog = catalog
-        self._first_meta = first_meta or {}  # written with the first vectors (model identity)
+        self._first_meta = first_meta  # written with the first vectors (model identity)
         self._index_dir = index_dir
         self._encoder = _LazyEncoder(load_encoder)
         self._settings = settings
@@ -264,7 +264,7 @@ class Indexer:
                 self._catalog.bump_generation()
             if delta.added and self._dim is None:
                 self._dim = len(delta.vectors[0])
-                for key, value in {**self._first_meta, "dim": str(self._dim)}.items():
+                for key, value in {**self._first_meta(), "dim": str(self._dim)}.items():
                     self._catalog.set_meta(key, value)
         if delta.removed or delta.added:
             index = self._vectors or VectorIndex.empty(len(delta.vectors[0]))

@@ -67,7 +67,7 @@ def reference(tiny_dir: Path) -> Reference:
 
 @pytest.fixture(scope="session")
 def tiny_encoder(tiny_spec: ModelSpec) -> ClipEncoder:
-    return load_encoder(tiny_spec)
+    return load_encoder(tiny_spec, "fp32")  # compared with open_clip's fp32 reference
 
 
 class CountingEncoder:
@@ -76,6 +76,7 @@ class CountingEncoder:
     def __init__(self, inner: ClipEncoder) -> None:
         self.inner = inner
         self.spec, self.dim, self.image_size = inner.spec, inner.dim, inner.image_size
+        self.precision = inner.precision
         self.images_encoded = 0
         self.loads = 0
 
@@ -100,7 +101,7 @@ def open_library(tmp_path: Path, tiny_spec: ModelSpec, counting: CountingEncoder
     """Opens (or reopens) the test index with the counting encoder, as a new process would."""
     opened: list[Library] = []
 
-    def load(spec: ModelSpec) -> CountingEncoder:
+    def load(spec: ModelSpec, precision: str) -> CountingEncoder:
         counting.loads += 1
         return counting
 

@@ -238,3 +238,25 @@ def test_the_installed_command_works_outside_the_checkout(
         timeout=300,
     )
     assert done.returncode == 0 and len(done.stdout.splitlines()) == 10
+
+
+def test_precision_is_recorded_and_a_different_one_refused(
+    tmp_path: Path, photos: Path, tiny_dir: Path
+) -> None:
+    index = str(tmp_path / "idx")
+    code, _, err = run(
+        "index",
+        str(photos),
+        "--index",
+        index,
+        "--model",
+        f"local-dir:{tiny_dir}",
+        "--precision",
+        "bf16",
+    )
+    assert code == 0, err
+    assert json.loads(run("info", "--index", index, "--json")[1])["precision"] == "bf16"
+    code, _, err = run("index", str(photos), "--index", index, "--precision", "fp32")
+    assert code == 1 and "bf16" in err and "fp32" in err and "--index" in err
+    code, _, err = run("index", str(photos), "--index", index, "--precision", "fp64")
+    assert code == 2 and "--precision" in err

@@ -261,7 +261,7 @@ def test_a_failing_model_load_is_tried_once(tmp_path, photos, tiny_spec) -> None
 
     calls = []
 
-    def broken(spec):
+    def broken(spec, precision):
         calls.append(spec)
         raise ModelUnavailable("no weights here")
 

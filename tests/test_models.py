@@ -11,7 +11,8 @@ import pytest
 from tiny import TINY_CFG, make_photo
 
 from search.errors import ModelUnavailable
-from search.models import ModelSpec, check_weights, load_encoder
+from search.models import ModelSpec, load_encoder
+from search.weights import check_weights
 
 
 def test_default_spec_is_vit_b_32_laion2b() -> None:
@@ -113,3 +114,32 @@ def test_large_jpeg_reduced_while_decoding_stays_close_to_open_clip(
     )
     ours = tiny_encoder.encode_images(pixels)
     assert np.all(np.sum(ours * reference.images(paths), axis=1) >= 0.999)
+
+
+def test_bf16_vectors_stay_close_to_fp32(tiny_spec, tiny_encoder, tmp_path) -> None:
+    import torch
+
+    from search.images import load_rgb
+
+    bf16 = load_encoder(tiny_spec, "bf16")
+    assert bf16.precision == "bf16"
+    paths = [make_photo(tmp_path / f"{i}.png", seed=i, size=(64, 48)) for i in range(4)]
+    pixels = torch.stack([tiny_encoder.preprocess(load_rgb(p)) for p in paths])
+    cos = np.sum(bf16.encode_images(pixels) * tiny_encoder.encode_images(pixels), axis=1)
+    assert np.all(cos >= 0.999)
+    texts = ["a dog", "a diagram of a pipeline"]
+    cos = np.sum(bf16.encode_texts(texts) * tiny_encoder.encode_texts(texts), axis=1)
+    assert np.all(cos >= 0.999)
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    import search.models as models
+
+    assert models.resolve_precision("auto", "cuda:0") == "fp16"
+    monkeypatch.setattr(models, "cpu_has_bf16", lambda: True)
+    assert models.resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(models, "cpu_has_bf16", lambda: False)
+    assert models.resolve_precision("auto", "cpu") == "fp32"
+    assert models.resolve_precision("fp32", "cuda") == "fp32"
+    with pytest.raises(ValueError, match="fp64"):
+        models.resolve_precision("fp64", "cpu")

@@ -134,7 +134,7 @@ def test_querying_an_empty_index_says_so_without_loading_a_model(tmp_path, tiny_
     from search import Library
     from search.errors import IndexNotFound
 
-    def no_model(spec):
+    def no_model(spec, precision):
         raise AssertionError("the model must not be loaded")
 
     lib = Library.open(str(tmp_path / "idx"), tiny_spec, create=True, load=no_model)
