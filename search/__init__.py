@@ -5,7 +5,8 @@ is needed.
 """
 
 from search.errors import ClipSearchError
-from search.library import IndexInfo, Library, default_index_dir
+from search.info import IndexInfo
+from search.library import Library, default_index_dir
 from search.models import ModelSpec
 from search.pipeline import IndexReport, IndexSettings
 from search.query import ImageHit, TextHit

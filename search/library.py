@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from indexes.catalog import CATALOG_FILE, Catalog
+from indexes.catalog import Catalog
 from indexes.lock import writer_lock
-from indexes.vectors import INDEX_FILE, VectorIndex, load_or_rebuild
+from indexes.vectors import VectorIndex, load_or_rebuild
 from search.errors import (
     FolderNotFound,
     ImageDecodeError,
@@ -22,8 +20,10 @@ from search.errors import (
     QueryError,
 )
 from search.images import DEFAULT_MAX_MEGAPIXELS, decoder_signature, load_rgb
+from search.info import IndexInfo, index_info
 from search.models import Encoder, ModelSpec, load_encoder
 from search.pipeline import Indexer, IndexReport, IndexSettings, ProgressFn
+from search.plan import Plan, plan, plan_files
 from search.query import ImageHit, TextHit, combine, rank_texts, search_images, split_weight
 
 EncoderLoader = Callable[[ModelSpec, str], Encoder]  # (model, precision) -> encoder
@@ -36,23 +36,6 @@ def default_index_dir() -> str:
     data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local",
                                                            "share")
     return os.path.join(data, "clipsearch")
-
-
-@dataclass(frozen=True)
-class IndexInfo:
-    index_dir: str
-    model: str | None
-    precision: str | None
-    dim: int | None
-    roots: list[str]
-    files: int
-    vectors: int
-    skipped: int
-    texts: int
-    skipped_reasons: dict[str, int]
-    skipped_files: list[tuple[str, str]] = field(repr=False)
-    catalog_bytes: int
-    vector_bytes: int
 
 
 class Library:
@@ -99,21 +82,36 @@ class Library:
               settings: IndexSettings = IndexSettings()) -> IndexReport:
         """Add or refresh folders; with none, refresh every folder indexed before."""
         roots = _outermost(check_folders(folders) or self._present_roots())
-        decoders = decoder_signature()
         with writer_lock(self.index_dir):
-            dim = self._catalog.get_meta("dim")
-            # The model is recorded with the first vectors, so a run that fails to
-            # load it leaves the index free to be built with another model.
-            indexer = Indexer(self._catalog, self.index_dir, self._get_encoder, settings,
-                              int(dim) if dim else None, self._identity_meta)
-            # New decoders (Pillow upgraded, pillow-heif installed) may read what failed before.
-            retry = self._catalog.get_meta("decoders") != decoders
-            report = indexer.run(roots, progress, require_images=bool(folders),
-                                 retry_errors=retry)
+            todo = plan(self._catalog, roots, settings.include_hidden,
+                        require_images=bool(folders), retry_errors=self._decoders_changed())
+            report = self._run(todo, progress, settings)
             with self._catalog.transaction():
-                self._catalog.set_meta("decoders", decoders)
                 for root in roots:
                     self._catalog.add_root(root)
+        return report
+
+    def index_files(self, paths: Sequence[str], progress: ProgressFn | None = None,
+                    settings: IndexSettings = IndexSettings()) -> IndexReport:
+        """Index exactly these files (a benchmark's images); nothing else is pruned."""
+        with writer_lock(self.index_dir):
+            todo = plan_files(self._catalog, list(paths), self._decoders_changed())
+            return self._run(todo, progress, settings)
+
+    def _decoders_changed(self) -> bool:
+        """New decoders (Pillow upgraded, pillow-heif installed) may read what failed before."""
+        return self._catalog.get_meta("decoders") != decoder_signature()
+
+    def _run(self, todo: Plan, progress: ProgressFn | None,
+             settings: IndexSettings) -> IndexReport:
+        dim = self._catalog.get_meta("dim")
+        # The model is recorded with the first vectors, so a run that fails to
+        # load it leaves the index free to be built with another model.
+        indexer = Indexer(self._catalog, self.index_dir, self._get_encoder, settings,
+                          int(dim) if dim else None, self._identity_meta)
+        report = indexer.run(todo, progress)
+        with self._catalog.transaction():
+            self._catalog.set_meta("decoders", decoder_signature())
         return report
 
     def _present_roots(self) -> list[str]:
@@ -230,20 +228,7 @@ class Library:
     # -- info -----------------------------------------------------------------
     def info(self) -> IndexInfo:
         """Model, counts, sizes and skipped files; never loads the model."""
-        counts = self._catalog.counts()
-        skipped = self._catalog.skipped()
-        dim = self._catalog.get_meta("dim")
-        stored = self._catalog.get_meta("model")
-        return IndexInfo(
-            index_dir=self.index_dir, model=str(ModelSpec.from_json(stored)) if stored else None,
-            precision=self._catalog.get_meta("precision"),
-            dim=int(dim) if dim else None, roots=self._catalog.roots(), files=counts["files"],
-            vectors=counts["vectors"], skipped=counts["skipped"], texts=counts["texts"],
-            skipped_reasons=dict(collections.Counter(reason for _, reason in skipped)),
-            skipped_files=skipped,
-            catalog_bytes=_size(os.path.join(self.index_dir, CATALOG_FILE)),
-            vector_bytes=_size(os.path.join(self.index_dir, INDEX_FILE)),
-        )
+        return index_info(self._catalog, self.index_dir)
 
 
 def _identity(index_dir: str, catalog: Catalog, model: ModelSpec | None,
@@ -290,10 +275,3 @@ def _outermost(roots: list[str]) -> list[str]:
 def _image_weight(term: str) -> tuple[float, str]:
     """Images take weights too (`2:beach.jpg`), unless the whole string is a file."""
     return (1.0, term) if os.path.exists(term) else split_weight(term)
-
-
-def _size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TextIO
 
-from search.library import IndexInfo
+from search.info import IndexInfo
 from search.pipeline import IndexReport
 from search.query import ImageHit, TextHit
 

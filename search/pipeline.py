@@ -24,7 +24,7 @@ from indexes.vectors import VectorIndex, load_or_rebuild
 from search.errors import ImageDecodeError, Interrupted
 from search.images import DEFAULT_MAX_MEGAPIXELS, load_rgb
 from search.models import Encoder
-from search.plan import Work, plan
+from search.plan import Plan, Work
 
 ProgressFn = Callable[[int, int], None]  # (files processed, files to process)
 
@@ -112,12 +112,9 @@ class Indexer:
         self._vectors: VectorIndex | None = None
         self._synced: int | None = None  # catalog generation the in-memory FAISS reflects
 
-    def run(self, roots: list[str], progress: ProgressFn | None = None,
-            require_images: bool = False, retry_errors: bool = False) -> IndexReport:
-        """Index `roots`; see `search.plan.plan` for the two flags."""
+    def run(self, todo: Plan, progress: ProgressFn | None = None) -> IndexReport:
+        """Carry out a plan (see `search.plan`): encode what is new, prune what is gone."""
         start = time.monotonic()
-        todo = plan(self._catalog, roots, self._settings.include_hidden, require_images,
-                    retry_errors)
         report = IndexReport(scanned=todo.scanned, unchanged=todo.unchanged,
                              unlisted=todo.unlisted)
         if todo.work or todo.missing:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from indexes.catalog import Catalog, FileRow
 from search.discover import FoundFile, scan
 from search.errors import NoImagesFound
-from search.images import IMAGE_EXTENSIONS
+from search.images import IMAGE_EXTENSIONS, os_error_reason
 
 
 @dataclass
@@ -70,3 +70,23 @@ def _prunable(stored: dict[str, FileRow],
     exact = {path for path, _ in skipped}
     prefixes = tuple(path.rstrip(os.sep) + os.sep for path in exact)
     return {p: r for p, r in stored.items() if p not in exact and not p.startswith(prefixes)}
+
+
+def plan_files(catalog: Catalog, paths: list[str], retry_errors: bool = False) -> Plan:
+    """Like `plan`, for a list of files (a benchmark's images): nothing is pruned."""
+    result = Plan()
+    for path in dict.fromkeys(paths):
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            result.unlisted.append((path, os_error_reason(exc)))
+            continue
+        found = FoundFile(path, st.st_size, st.st_mtime_ns)
+        row = catalog.file_by_path(path)
+        same = row is not None and (row.size, row.mtime_ns) == (found.size, found.mtime_ns)
+        if same and not (retry_errors and row is not None and row.error is not None):
+            result.unchanged += 1
+        else:
+            result.work.append(Work(found, row))
+        result.scanned += 1
+    return result
