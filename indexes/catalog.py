@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from indexes.errors import IndexFormatError, IndexNotFound
+from indexes.texts import Texts, chunks
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: text_cache
 CATALOG_FILE = "catalog.sqlite"
 
 _SCHEMA = """
@@ -41,6 +42,8 @@ CREATE TABLE IF NOT EXISTS texts (
     vector BLOB NOT NULL,
     added_at REAL NOT NULL
 );
+-- Vectors of benchmark captions, so a second evaluation encodes nothing.
+CREATE TABLE IF NOT EXISTS text_cache (text TEXT PRIMARY KEY, vector BLOB NOT NULL);
 """
 
 
@@ -67,6 +70,7 @@ class Catalog:
     def __init__(self, conn: sqlite3.Connection, path: str) -> None:
         self._conn = conn
         self.path = path
+        self.texts = Texts(conn)  # the describe corpus and the caption cache
 
     @classmethod
     def open(cls, index_dir: str, create: bool = False) -> Catalog:
@@ -232,6 +236,20 @@ class Catalog:
             yield ids, vecs
             last = int(ids[-1])
 
+    def vectors_by_path(self, paths: Sequence[str],
+                        dim: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(ids, vectors) of `paths` in their order, and the paths that have no vector."""
+        found: dict[str, tuple[int, bytes]] = {}
+        for chunk in chunks(paths):
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(f"SELECT path, id, vector FROM files WHERE path IN ({marks}) "
+                                      "AND vector IS NOT NULL", list(chunk))
+            found.update((r[0], (r[1], r[2])) for r in rows)
+        have = [p for p in paths if p in found]
+        ids = np.array([found[p][0] for p in have], dtype=np.int64)
+        vecs = np.frombuffer(b"".join(found[p][1] for p in have), np.float32).reshape(-1, dim)
+        return ids, vecs, [p for p in paths if p not in found]
+
     def counts(self) -> dict[str, int]:
         row = self._conn.execute(
             "SELECT count(*), count(vector), (SELECT count(*) FROM texts) FROM files").fetchone()
@@ -241,39 +259,6 @@ class Catalog:
         """(path, reason) of every file without a vector, by path."""
         return list(self._conn.execute(
             "SELECT path, error FROM files WHERE vector IS NULL ORDER BY path"))
-
-    # -- texts --------------------------------------------------------------
-    def add_texts(self, texts: Sequence[str], vectors: np.ndarray) -> int:
-        """Insert new texts (existing ones are kept); returns how many were new."""
-        before = self._conn.total_changes
-        now = time.time()
-        self._conn.executemany(
-            "INSERT OR IGNORE INTO texts (text, vector, added_at) VALUES (?, ?, ?)",
-            ((t, np.ascontiguousarray(v, np.float32).tobytes(), now)
-             for t, v in zip(texts, vectors, strict=False)))
-        return self._conn.total_changes - before
-
-    def has_texts(self, texts: Iterable[str]) -> set[str]:
-        return {t for t in texts
-                if self._conn.execute("SELECT 1 FROM texts WHERE text=?", (t,)).fetchone()}
-
-    def remove_texts(self, texts: Sequence[str]) -> int:
-        before = self._conn.total_changes
-        self._conn.executemany("DELETE FROM texts WHERE text=?", ((t,) for t in texts))
-        return self._conn.total_changes - before
-
-    def clear_texts(self) -> int:
-        return self._conn.execute("DELETE FROM texts").rowcount
-
-    def texts(self) -> list[str]:
-        return [r[0] for r in self._conn.execute("SELECT text FROM texts ORDER BY id")]
-
-    def text_matrix(self, dim: int) -> tuple[list[str], np.ndarray]:
-        rows = self._conn.execute("SELECT text, vector FROM texts ORDER BY id").fetchall()
-        if not rows:
-            return [], np.zeros((0, dim), np.float32)
-        vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, dim)
-        return [r[0] for r in rows], vecs
 
 
 def _unblob(blob: bytes) -> np.ndarray:

@@ -158,7 +158,7 @@ class Library:
     def describe(self, image: str, k: int = 5) -> list[TextHit]:
         """The corpus texts that best match an image."""
         dim = self._catalog.get_meta("dim")
-        texts, vectors = self._catalog.text_matrix(int(dim)) if dim else ([], None)
+        texts, vectors = self._catalog.texts.matrix(int(dim)) if dim else ([], None)
         if not texts or vectors is None:
             raise QueryError("the text corpus is empty; add texts with `clipsearch texts add FILE`")
         return rank_texts(texts, vectors, self.image_vector(image), k)
@@ -203,7 +203,7 @@ class Library:
     def add_texts(self, texts: Sequence[str]) -> int:
         """Encode and store texts not already in the corpus; returns how many were new."""
         with writer_lock(self.index_dir):
-            fresh = [t for t in dict.fromkeys(texts) if t not in self._catalog.has_texts([t])]
+            fresh = [t for t in dict.fromkeys(texts) if t not in self._catalog.texts.existing([t])]
             if not fresh:
                 return 0
             encoder = self._get_encoder()
@@ -213,17 +213,17 @@ class Library:
                     for key, value in self._identity_meta().items():
                         self._catalog.set_meta(key, value)
                     self._catalog.set_meta("dim", str(encoder.dim))
-                return self._catalog.add_texts(fresh, vectors)
+                return self._catalog.texts.add(fresh, vectors)
 
     def remove_texts(self, texts: Sequence[str] | None = None) -> int:
         """Remove the given texts, or all of them with `None`; returns how many went."""
         with writer_lock(self.index_dir), self._catalog.transaction():
             if texts is None:
-                return self._catalog.clear_texts()
-            return self._catalog.remove_texts(texts)
+                return self._catalog.texts.clear()
+            return self._catalog.texts.remove(texts)
 
     def texts(self) -> list[str]:
-        return self._catalog.texts()
+        return self._catalog.texts.all()
 
     # -- info -----------------------------------------------------------------
     def info(self) -> IndexInfo:

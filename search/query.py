@@ -72,7 +72,7 @@ def search_images(index: VectorIndex, catalog: Catalog, query: np.ndarray, k: in
     if index.count == 0 or (allowed is not None and len(allowed) == 0):
         return []
     scores, ids = index.search(query[None, :], k, allowed)
-    pairs = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=False) if i >= 0]
+    pairs = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
     if min_score is not None:
         pairs = [(s, i) for s, i in pairs if s >= min_score]
     paths = catalog.paths(i for _, i in pairs)
