@@ -6,6 +6,7 @@ non-zero exit code; results go to stdout, progress and warnings to stderr.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Callable, Iterator
@@ -98,7 +99,7 @@ def index(
     precision: PrecisionOpt = None,
 ) -> None:
     """Index photo folders (incremental: only new and changed photos are encoded)."""
-    from search.library import check_folders
+    from search.locations import check_folders
     from search.output import Progress, summary
 
     with _reported():
@@ -205,6 +206,76 @@ def texts_remove(
         targets = None if all_texts else [*(text or []), *(read_texts(file) if file else [])]
     removed = _with_library(index, lambda lib: lib.remove_texts(targets))
     typer.echo(f"{removed} texts removed", err=True)
+
+
+@app.command("eval", context_settings={"allow_extra_args": True})
+def eval_(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Argument(
+        help="Karpathy or COCO captions .json, or .csv/.tsv/.jsonl with image and caption "
+        "columns.")],
+    images_root: Annotated[str, typer.Option(help="Folder the dataset's image paths are in.")],
+    split: Annotated[Optional[str], typer.Option(help="Split to use [Karpathy: test].")] = None,
+    k: Annotated[Optional[list[int]], typer.Option(
+        "--k", help="Recall@K cut-offs, e.g. --k 1 5 10 [default: 1 5 10].")] = None,
+    json_file: Annotated[Optional[Path], typer.Option(
+        "--json", help="Also write the full report (JSON) to this file.")] = None,
+    through_index: Annotated[bool, typer.Option(
+        help="Also retrieve through the FAISS index and report the recall lost.")] = False,
+    skip_missing: Annotated[bool, typer.Option(
+        help="Leave out missing or unreadable images (reported) instead of failing.")] = False,
+    index: Annotated[Optional[str], typer.Option(
+        "--index", help="Index for the benchmark's vectors [default: one per model and "
+        "precision beside the default index].")] = None,
+    model: ModelOpt = None, pretrained: PretrainedOpt = None, precision: PrecisionOpt = None,
+) -> None:
+    """Recall@K (text -> image and image -> text) on an image-caption benchmark."""
+    from search.datasets import load_dataset
+    from search.evaluate import EvalOptions, evaluate
+    from search.output import Progress, eval_lines
+
+    ks = _extra_ints(ctx, k or [])
+    with _reported():
+        data = load_dataset(dataset, images_root, split)
+        index = index or _eval_index(model, pretrained, precision)
+    bars: list[Progress] = []
+
+    def progress(phase: str) -> Progress:
+        bars.append(Progress(sys.stderr, f"encoding {phase}", enabled=sys.stderr.isatty()))
+        return bars[-1]
+
+    options = EvalOptions(tuple(ks) or (1, 5, 10), through_index, skip_missing)
+    try:
+        report = _with_library(index, lambda lib: evaluate(lib, data, options, progress),
+                               model, pretrained, create=True, precision=precision)
+    finally:
+        for bar in bars:
+            bar.close()
+    report["dataset"]["path"] = str(Path(dataset).resolve())
+    for line in eval_lines(report):
+        typer.echo(line)
+    if json_file is not None:
+        try:
+            json_file.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise _fail(f"--json {json_file}: cannot write ({exc.strerror})") from None
+
+
+def _extra_ints(ctx: typer.Context, values: list[int]) -> list[int]:
+    """`--k 1 5 10`: the values after the first arrive as extra arguments."""
+    for arg in ctx.args:
+        if not arg.isdigit() or int(arg) < 1:
+            raise _fail(f"unexpected argument {arg!r} (--k takes positive integers)", 2)
+        values.append(int(arg))
+    return sorted(set(values))
+
+
+def _eval_index(model: str | None, pretrained: str | None, precision: str | None) -> str:
+    from search.locations import default_eval_index
+    from search.models import default_device, resolve_precision
+
+    spec = ModelSpec.create(model, pretrained)
+    return default_eval_index(str(spec), resolve_precision(precision or "auto", default_device()))
 
 
 @app.command()

@@ -6,7 +6,8 @@ is needed.
 
 from search.errors import ClipSearchError
 from search.info import IndexInfo
-from search.library import Library, default_index_dir
+from search.library import Library
+from search.locations import default_index_dir
 from search.models import ModelSpec
 from search.pipeline import IndexReport, IndexSettings
 from search.query import ImageHit, TextHit

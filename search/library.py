@@ -21,21 +21,13 @@ from search.errors import (
 )
 from search.images import DEFAULT_MAX_MEGAPIXELS, decoder_signature, load_rgb
 from search.info import IndexInfo, index_info
-from search.models import Encoder, ModelSpec, load_encoder
+from search.locations import check_folders, default_index_dir, outermost
+from search.models import TEXT_BATCH, Encoder, ModelSpec, load_encoder
 from search.pipeline import Indexer, IndexReport, IndexSettings, ProgressFn
 from search.plan import Plan, plan, plan_files
 from search.query import ImageHit, TextHit, combine, rank_texts, search_images, split_weight
 
 EncoderLoader = Callable[[ModelSpec, str], Encoder]  # (model, precision) -> encoder
-
-
-def default_index_dir() -> str:
-    """`$CLIPSEARCH_INDEX`, else `$XDG_DATA_HOME/clipsearch` (~/.local/share/clipsearch)."""
-    if os.environ.get("CLIPSEARCH_INDEX"):
-        return os.path.abspath(os.path.expanduser(os.environ["CLIPSEARCH_INDEX"]))
-    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local",
-                                                           "share")
-    return os.path.join(data, "clipsearch")
 
 
 class Library:
@@ -81,7 +73,7 @@ class Library:
     def index(self, folders: Sequence[str] = (), progress: ProgressFn | None = None,
               settings: IndexSettings = IndexSettings()) -> IndexReport:
         """Add or refresh folders; with none, refresh every folder indexed before."""
-        roots = _outermost(check_folders(folders) or self._present_roots())
+        roots = outermost(check_folders(folders) or self._present_roots())
         with writer_lock(self.index_dir):
             todo = plan(self._catalog, roots, settings.include_hidden,
                         require_images=bool(folders), retry_errors=self._decoders_changed())
@@ -129,6 +121,7 @@ class Library:
     def _get_encoder(self) -> Encoder:
         if self._encoder is None:
             self._encoder = self._load(self.model, self.precision)
+            self.precision = self._encoder.precision  # "auto" resolved
         return self._encoder
 
     # -- queries --------------------------------------------------------------
@@ -199,6 +192,42 @@ class Library:
             if self._catalog.generation() == generation:
                 index.save(self.index_dir, generation)
 
+    # -- vectors, for evaluation ------------------------------------------------
+    def image_vectors(self, paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
+        """(ids, vectors) of indexed photos in `paths` order, and {path: why} for the rest."""
+        dim = self._catalog.get_meta("dim")
+        if dim is None:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32), dict.fromkeys(
+                paths, "not indexed")
+        ids, vectors, missing = self._catalog.vectors_by_path(paths, int(dim))
+        reasons = {}
+        for path in missing:
+            row = self._catalog.file_by_path(path)
+            reasons[path] = (row.error if row else None) or "not indexed"
+        return ids, vectors, reasons
+
+    def text_vectors(self, texts: Sequence[str],
+                     progress: ProgressFn | None = None) -> tuple[np.ndarray, int]:
+        """Vectors of many texts (captions), cached in the index; returns (vectors, encoded)."""
+        cached = self._catalog.texts.cached(texts)
+        todo = [t for t in dict.fromkeys(texts) if t not in cached]
+        for start in range(0, len(todo), TEXT_BATCH):
+            batch = todo[start:start + TEXT_BATCH]
+            vectors = self._get_encoder().encode_texts(batch)
+            with writer_lock(self.index_dir), self._catalog.transaction():
+                self._catalog.texts.cache(batch, vectors)
+            cached.update(zip(batch, vectors, strict=True))
+            if progress:
+                progress(start + len(batch), len(todo))
+        if not texts:
+            return np.zeros((0, 0), np.float32), 0
+        return np.stack([cached[t] for t in texts]), len(todo)
+
+    def search_ids(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> np.ndarray:
+        """Top-k catalog ids per query row through the FAISS index `query` uses."""
+        _, ids = self._vectors().search(queries, k, allowed)
+        return ids
+
     # -- the text corpus -------------------------------------------------------
     def add_texts(self, texts: Sequence[str]) -> int:
         """Encode and store texts not already in the corpus; returns how many were new."""
@@ -248,28 +277,6 @@ def _identity(index_dir: str, catalog: Catalog, model: ModelSpec | None,
                 f"{index_dir} holds {stored_precision} vectors, not {precision}; drop "
                 f"--precision to use {stored_precision}, or pass a new --index for {precision}")
     return spec, stored_precision or precision or "auto"
-
-
-def check_folders(folders: Sequence[str]) -> list[str]:
-    """Real paths of folders to index; FolderNotFound for one missing or not a folder."""
-    paths = []
-    for folder in folders:
-        path = os.path.realpath(os.path.expanduser(folder))
-        if not os.path.exists(path):
-            raise FolderNotFound(folder, "no such folder")
-        if not os.path.isdir(path):
-            raise FolderNotFound(folder, "not a folder; give the folder that holds the photos")
-        paths.append(path)
-    return paths
-
-
-def _outermost(roots: list[str]) -> list[str]:
-    """Drop folders inside another listed folder, so no photo is scanned twice."""
-    kept: list[str] = []
-    for root in sorted(set(roots)):
-        if not any(root.startswith(k.rstrip(os.sep) + os.sep) for k in kept):
-            kept.append(root)
-    return kept
 
 
 def _image_weight(term: str) -> tuple[float, str]:

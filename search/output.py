@@ -73,6 +73,35 @@ def info_lines(info: IndexInfo, errors: bool, mode: str) -> Iterator[str]:
         yield "          (list them with `clipsearch info --errors`)"
 
 
+def eval_lines(report: dict) -> Iterator[str]:
+    """The benchmark report as a small table."""
+    data, model, ks = report["dataset"], report["model"], report["k"]
+    split = f" ({data['split']})" if data["split"] else ""
+    yield (f"{data['name']}{split}: {data['images']} images, {data['captions']} captions; "
+           f"{model['spec']}, {model['precision']}")
+    for problem, count in data["dropped"].items():
+        example = data["examples"][problem][0]
+        yield f"  left out: {count} {problem.replace('_', ' ')} (e.g. {example})"
+    head = "".join(f"{'R@' + str(k):>8}" for k in ks)
+    yield f"{'':<16}{head}{'mean rank':>11}{'median':>8}"
+    for direction, label in (("text_to_image", "text -> image"),
+                             ("image_to_text", "image -> text")):
+        m = report[direction]
+        cells = "".join(f"{m[f'R@{k}']:8.2f}" for k in ks)
+        yield f"{label:<16}{cells}{m['mean_rank']:11.1f}{m['median_rank']:8.0f}"
+    yield f"RSUM {report['rsum']:.2f}"
+    if "through_index" in report:
+        through = report["through_index"]
+        cells = "".join(f"{through['text_to_image'][f'R@{k}']:8.2f}" for k in ks)
+        lost = ", ".join(f"R@{k} {v:+.2f}" for k, v in
+                         zip(ks, through["recall_lost"].values(), strict=True))
+        yield f"{'through index':<16}{cells}   (text -> image; lost vs exact: {lost})"
+    t, enc = report["timings_s"], report["encoded"]
+    yield (f"time: images {t['images']:.1f}s ({enc['images']} encoded), captions "
+           f"{t['captions']:.1f}s ({enc['captions']} encoded), metrics {t['metrics']:.2f}s, "
+           f"total {t['total']:.1f}s")
+
+
 def _bytes(size: int) -> str:
     value = float(size)
     for unit in ("B", "KB", "MB", "GB"):

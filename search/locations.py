@@ -1,0 +1,50 @@
+"""Where things live: the default index folders, and the photo folders to index."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Sequence
+
+from search.errors import FolderNotFound
+
+
+def default_index_dir() -> str:
+    """`$CLIPSEARCH_INDEX`, else `$XDG_DATA_HOME/clipsearch` (~/.local/share/clipsearch)."""
+    if os.environ.get("CLIPSEARCH_INDEX"):
+        return os.path.abspath(os.path.expanduser(os.environ["CLIPSEARCH_INDEX"]))
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local",
+                                                           "share")
+    return os.path.join(data, "clipsearch")
+
+
+def default_eval_index(model: str, precision: str) -> str:
+    """Benchmarks get their own index per model and precision, beside the default one,
+    so their images never show up in photo searches and a rerun encodes nothing."""
+    name = f"{model}-{precision}"
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:60]
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return os.path.join(default_index_dir() + "-eval", f"{slug}-{digest}")
+
+
+def check_folders(folders: Sequence[str]) -> list[str]:
+    """Real paths of folders to index; FolderNotFound for one missing or not a folder."""
+    paths = []
+    for folder in folders:
+        path = os.path.realpath(os.path.expanduser(folder))
+        if not os.path.exists(path):
+            raise FolderNotFound(folder, "no such folder")
+        if not os.path.isdir(path):
+            raise FolderNotFound(folder, "not a folder; give the folder that holds the photos")
+        paths.append(path)
+    return paths
+
+
+def outermost(roots: list[str]) -> list[str]:
+    """Drop folders inside another listed folder, so no photo is scanned twice."""
+    kept: list[str] = []
+    for root in sorted(set(roots)):
+        if not any(root.startswith(k.rstrip(os.sep) + os.sep) for k in kept):
+            kept.append(root)
+    return kept
