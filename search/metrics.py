@@ -8,7 +8,7 @@ stays within tens of MB.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -19,26 +19,32 @@ IMAGE_CHUNK = 256  # images per block (each row spans every caption)
 def text_to_image_ranks(texts: np.ndarray, images: np.ndarray, caption_image: np.ndarray,
                         chunk: int = TEXT_CHUNK) -> np.ndarray:
     """For each caption, the rank of its own image among all images."""
-    ranks = np.empty(len(texts), dtype=np.int64)
-    order = np.arange(len(images))
-    for start in range(0, len(texts), chunk):
-        scores = texts[start:start + chunk] @ images.T
-        target = caption_image[start:start + chunk]
-        ranks[start:start + chunk] = _rank_of(scores, target, order)
-    return ranks
+    return _ranks(texts, images, lambda start, scores: caption_image[start:start + len(scores)],
+                  chunk)
 
 
 def image_to_text_ranks(images: np.ndarray, texts: np.ndarray, caption_image: np.ndarray,
                         chunk: int = IMAGE_CHUNK) -> np.ndarray:
-    """For each image, the rank of the first of its captions among all captions."""
-    ranks = np.empty(len(images), dtype=np.int64)
-    order = np.arange(len(texts))
-    for start in range(0, len(images), chunk):
-        scores = images[start:start + chunk] @ texts.T
+    """For each image, the rank of the first of its captions among all captions.
+
+    Every image must have a caption (`EvalSet` drops those without).
+    """
+    def best_own(start: int, scores: np.ndarray) -> np.ndarray:
         own = caption_image[None, :] == np.arange(start, start + len(scores))[:, None]
         # The best-scoring own caption (lowest index on a tie) is the first correct item.
-        best = np.where(own, scores, -np.inf).argmax(axis=1)
-        ranks[start:start + chunk] = _rank_of(scores, best, order)
+        return np.where(own, scores, -np.inf).argmax(axis=1)
+
+    return _ranks(images, texts, best_own, chunk)
+
+
+def _ranks(queries: np.ndarray, gallery: np.ndarray,
+           target: Callable[[int, np.ndarray], np.ndarray], chunk: int) -> np.ndarray:
+    """Ranks of each query's target, one block of the similarity matrix at a time."""
+    ranks = np.empty(len(queries), dtype=np.int64)
+    order = np.arange(len(gallery))
+    for start in range(0, len(queries), chunk):
+        scores = queries[start:start + chunk] @ gallery.T
+        ranks[start:start + chunk] = _rank_of(scores, target(start, scores), order)
     return ranks
 
 

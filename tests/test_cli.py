@@ -214,21 +214,9 @@ def test_the_installed_command_works_outside_the_checkout(
 ) -> None:
     # Run from elsewhere, so the installed package (not this checkout) is what runs.
     index = str(tmp_path / "idx")
-    done = subprocess.run(
-        [
-            str(INSTALLED),
-            "index",
-            str(photos),
-            "--index",
-            index,
-            "--model",
-            f"local-dir:{tiny_dir}",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    model = ["--model", f"local-dir:{tiny_dir}"]
+    done = subprocess.run([str(INSTALLED), "index", str(photos), "--index", index, *model],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "12 new" in done.stderr, done.stderr
     done = subprocess.run(
         [str(INSTALLED), "query", "a beach", "--index", index, "--paths"],
@@ -244,16 +232,8 @@ def test_precision_is_recorded_and_a_different_one_refused(
     tmp_path: Path, photos: Path, tiny_dir: Path
 ) -> None:
     index = str(tmp_path / "idx")
-    code, _, err = run(
-        "index",
-        str(photos),
-        "--index",
-        index,
-        "--model",
-        f"local-dir:{tiny_dir}",
-        "--precision",
-        "bf16",
-    )
+    model = ["--model", f"local-dir:{tiny_dir}"]
+    code, _, err = run("index", str(photos), "--index", index, *model, "--precision", "bf16")
     assert code == 0, err
     assert json.loads(run("info", "--index", index, "--json")[1])["precision"] == "bf16"
     code, _, err = run("index", str(photos), "--index", index, "--precision", "fp32")
