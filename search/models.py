@@ -6,10 +6,11 @@ errors and `info` must stay fast, and they never need a model.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -168,6 +169,28 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_",
+                   "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
+                   "orthogonal_")
+
+
+@contextlib.contextmanager
+def _skip_random_init() -> Iterator[None]:
+    """Make torch.nn.init a no-op while the model is built: every weight is about to be
+    overwritten by the checkpoint (loaded strictly, so a missing one is an error, not
+    noise). Saves ~1 s for ViT-B-32."""
+    from torch.nn import init
+
+    saved = {name: getattr(init, name) for name in _INIT_FUNCTIONS}
+    for name in _INIT_FUNCTIONS:
+        setattr(init, name, lambda tensor, *args, **kwargs: tensor)
+    try:
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(init, name, function)
+
+
 def load_encoder(spec: ModelSpec, precision: str = "fp32") -> ClipEncoder:
     """Create the open_clip model for `spec`, failing fast and clearly when offline.
 
@@ -179,7 +202,7 @@ def load_encoder(spec: ModelSpec, precision: str = "fp32") -> ClipEncoder:
 
     device = default_device()
     precision = resolve_precision(precision, device)
-    with hub_offline(cached):
+    with hub_offline(cached), _skip_random_init():
         try:
             model = open_clip.create_model(spec.model, pretrained=spec.pretrained,
                                            precision=precision, device=device)

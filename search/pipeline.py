@@ -7,14 +7,13 @@ committed in batches, so Ctrl-C or a crash loses at most one batch.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import hashlib
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -88,6 +87,12 @@ def fingerprint(path: str) -> str:
     return h.hexdigest()
 
 
+def decode(path: str, encoder: Encoder, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> object:
+    """One photo to the encoder's input tensor; raises ImageDecodeError."""
+    image = load_rgb(path, max_megapixels, min_side=encoder.image_size)
+    return encoder.preprocess(image)
+
+
 @dataclass
 class _Delta:
     """Changes to FAISS, applied only after their catalog transaction commits."""
@@ -150,20 +155,17 @@ class Indexer:
         self._commit(batch, report)
 
     def _prepared(self, work: list[Work], known: set[str]) -> Iterator[Work]:
-        """Fingerprint, and decode what is new, on a thread pool, in order, bounded ahead."""
-        ahead = self._settings.batch_size * 2
+        """Fingerprint, and decode what is new, on a thread pool, in order.
+
+        On a CPU, decoding and encoding take turns with all cores each (a wave of
+        one batch, then its forward pass): running them at once oversubscribes the
+        cores and torch's spinning OpenMP threads lose more than the overlap wins.
+        """
+        wave = self._settings.batch_size
         with ThreadPoolExecutor(self._settings.workers) as pool:
-            pending: collections.deque[Future[Work]] = collections.deque()
-            try:
-                for item in work:
-                    pending.append(pool.submit(self._prepare, item, known))
-                    if len(pending) >= ahead:
-                        yield pending.popleft().result()
-                while pending:
-                    yield pending.popleft().result()
-            finally:
-                for fut in pending:
-                    fut.cancel()
+            for start in range(0, len(work), wave):
+                yield from pool.map(lambda item: self._prepare(item, known),
+                                    work[start:start + wave])
 
     def _prepare(self, item: Work, known: set[str]) -> Work:
         path = item.found.path
@@ -175,9 +177,7 @@ class Indexer:
         if item.fingerprint in known:
             return item
         try:
-            encoder = self._encoder.get()
-            image = load_rgb(path, self._settings.max_megapixels, min_side=encoder.image_size)
-            item.pixels = encoder.preprocess(image)
+            item.pixels = decode(path, self._encoder.get(), self._settings.max_megapixels)
         except ImageDecodeError as exc:
             item.error = exc.reason
         return item
