@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Callable, Sequence
 
@@ -22,11 +23,13 @@ from search.errors import (
 from search.images import DEFAULT_MAX_MEGAPIXELS, decoder_signature, load_rgb
 from search.info import IndexInfo, index_info
 from search.locations import check_folders, default_index_dir, outermost
-from search.models import TEXT_BATCH, Encoder, ModelSpec, load_encoder
+from search.models import TEXT_BATCH, ClipEncoder, Encoder, ModelSpec, load_encoder
 from search.pipeline import Indexer, IndexReport, IndexSettings, ProgressFn
 from search.plan import Plan, plan, plan_files
 from search.query import ImageHit, TextHit, combine, rank_texts, search_images, split_weight
+from search.texttower import TextTower, TowerMismatch, export_tower, has_tower, load_tower
 
+log = logging.getLogger(__name__)
 EncoderLoader = Callable[[ModelSpec, str], Encoder]  # (model, precision) -> encoder
 
 
@@ -42,6 +45,8 @@ class Library:
         self._catalog = catalog
         self._load = load
         self._encoder: Encoder | None = None
+        self._tower: TextTower | bool | None = None  # None: not looked for; False: none usable
+        self._loaded: tuple[int, VectorIndex] | None = None  # (catalog generation, FAISS index)
         try:
             self.model, self.precision = _identity(index_dir, catalog, model, precision)
         except ModelMismatch:
@@ -104,6 +109,7 @@ class Library:
         report = indexer.run(todo, progress)
         with self._catalog.transaction():
             self._catalog.set_meta("decoders", decoder_signature())
+        self._save_tower()  # the write lock is held here
         return report
 
     def _present_roots(self) -> list[str]:
@@ -177,14 +183,40 @@ class Library:
         return encoder.encode_images(encoder.preprocess(image)[None])[0]
 
     def _text_vector(self, text: str) -> np.ndarray:
-        return self._get_encoder().encode_texts([text])[0]
+        """From the loaded model, else the traced text tower (fast cold start), else the model."""
+        if self._encoder is None and self._tower is None:
+            self._tower = load_tower(self.index_dir, self.model, self.precision) or False
+        if self._encoder is None and self._tower:
+            try:
+                return self._tower.encode_texts([text])[0]
+            except TowerMismatch as exc:
+                log.warning("%s; using the full model", exc)
+                self._tower = False
+        vector = self._get_encoder().encode_texts([text])[0]
+        with contextlib.suppress(IndexBusy), writer_lock(self.index_dir):
+            self._save_tower()  # so the next cold query is fast
+        return vector
+
+    def _save_tower(self) -> None:
+        """Trace the text tower once the full model is loaded, if not done already."""
+        if not isinstance(self._encoder, ClipEncoder) or self._tower:
+            return
+        if not has_tower(self.index_dir, self.model, self._encoder.precision):
+            try:
+                export_tower(self._encoder, self.index_dir)
+            except (OSError, RuntimeError) as exc:  # a speed-up only: never fail a command
+                log.warning("could not save the text tower in %s: %s", self.index_dir, exc)
 
     def _vectors(self) -> VectorIndex:
         dim = self._catalog.get_meta("dim")
         if dim is None:  # checked before any model is loaded
             raise IndexNotFound(f"the index at {self.index_dir} is empty; add photos with "
                                 "`clipsearch index FOLDER`")
-        return load_or_rebuild(self.index_dir, self._catalog, int(dim), save=self._try_save)
+        generation = self._catalog.generation()
+        if self._loaded is None or self._loaded[0] != generation:  # warm queries reuse it
+            index = load_or_rebuild(self.index_dir, self._catalog, int(dim), save=self._try_save)
+            self._loaded = (generation, index)
+        return self._loaded[1]
 
     def _try_save(self, index: VectorIndex, generation: int) -> None:
         """Keep a rebuilt FAISS file for next time, unless a writer is busy (it will save)."""

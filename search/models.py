@@ -113,6 +113,15 @@ class ClipEncoder:
         size = model.visual.image_size
         self.image_size = int(min(size) if isinstance(size, (tuple, list)) else size)
 
+    @property
+    def model(self) -> Any:
+        """The open_clip model itself (for exporting the text tower)."""
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self._preprocess(image)
 
