@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -79,10 +80,11 @@ class Library:
               settings: IndexSettings = IndexSettings()) -> IndexReport:
         """Add or refresh folders; with none, refresh every folder indexed before."""
         roots = outermost(check_folders(folders) or self._present_roots())
+        start = time.monotonic()
         with writer_lock(self.index_dir):
             todo = plan(self._catalog, roots, settings.include_hidden,
                         require_images=bool(folders), retry_errors=self._decoders_changed())
-            report = self._run(todo, progress, settings)
+            report = self._run(todo, progress, settings, start)
             with self._catalog.transaction():
                 for root in roots:
                     self._catalog.add_root(root)
@@ -91,22 +93,24 @@ class Library:
     def index_files(self, paths: Sequence[str], progress: ProgressFn | None = None,
                     settings: IndexSettings = IndexSettings()) -> IndexReport:
         """Index exactly these files (a benchmark's images); nothing else is pruned."""
+        start = time.monotonic()
         with writer_lock(self.index_dir):
             todo = plan_files(self._catalog, list(paths), self._decoders_changed())
-            return self._run(todo, progress, settings)
+            return self._run(todo, progress, settings, start)
 
     def _decoders_changed(self) -> bool:
         """New decoders (Pillow upgraded, pillow-heif installed) may read what failed before."""
         return self._catalog.get_meta("decoders") != decoder_signature()
 
-    def _run(self, todo: Plan, progress: ProgressFn | None,
-             settings: IndexSettings) -> IndexReport:
+    def _run(self, todo: Plan, progress: ProgressFn | None, settings: IndexSettings,
+             start: float) -> IndexReport:
         dim = self._catalog.get_meta("dim")
         # The model is recorded with the first vectors, so a run that fails to
         # load it leaves the index free to be built with another model.
         indexer = Indexer(self._catalog, self.index_dir, self._get_encoder, settings,
                           int(dim) if dim else None, self._identity_meta)
         report = indexer.run(todo, progress)
+        report.seconds = time.monotonic() - start  # the scan included
         with self._catalog.transaction():
             self._catalog.set_meta("decoders", decoder_signature())
         self._save_tower()  # the write lock is held here

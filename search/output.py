@@ -40,7 +40,7 @@ def summary(report: IndexReport) -> str:
     """The one-line summary of an index run."""
     if report.nothing_to_do:
         return (f"up to date: {report.scanned} images unchanged, nothing to encode "
-                f"({report.seconds:.1f}s)")
+                f"({report.seconds:.2f}s)")
     rate = f", {report.encoded / report.seconds:.1f} images/s" if report.encoded else ""
     return (f"{report.new} new, {report.changed} changed, {report.moved} moved, "
             f"{report.removed} removed, {len(report.skipped)} skipped; "

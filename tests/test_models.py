@@ -143,3 +143,39 @@ def test_auto_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) ->
     assert models.resolve_precision("fp32", "cuda") == "fp32"
     with pytest.raises(ValueError, match="fp64"):
         models.resolve_precision("fp64", "cpu")
+
+
+@pytest.fixture(scope="session")
+def real_photos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The real 2-18 MP JPEGs from ../shared/data/get-photos.sh (skipped if unavailable)."""
+    import os
+    import subprocess
+
+    script = Path(__file__).resolve().parents[2] / "shared" / "data" / "get-photos.sh"
+    cached = Path(os.environ.get("CLIPSEARCH_BENCH", "/tmp/clipsearch-bench")) / "photos"
+    folder = cached if cached.is_dir() else tmp_path_factory.mktemp("real")
+    if not any(folder.glob("*.jpg")):
+        try:
+            subprocess.run([str(script), str(folder)], check=True, capture_output=True,
+                           timeout=300)
+        except (OSError, subprocess.SubprocessError) as exc:
+            pytest.skip(f"real photos unavailable ({exc})")
+    return sorted(folder.glob("*.jpg"))
+
+
+def test_reduced_decoding_of_real_photos_stays_close_for_vit_b_32(real_photos) -> None:
+    import open_clip
+    import torch
+    from PIL import Image
+
+    from search.images import load_rgb
+
+    torch.manual_seed(0)  # random weights: the sensitivity to pixels is what matters
+    model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32")
+    model.eval()
+    ours = torch.stack([preprocess(load_rgb(p, min_side=224)) for p in real_photos])
+    theirs = torch.stack([preprocess(Image.open(p).convert("RGB")) for p in real_photos])
+    with torch.no_grad():
+        cos = torch.nn.functional.cosine_similarity(model.encode_image(ours),
+                                                    model.encode_image(theirs))
+    assert len(real_photos) >= 10 and float(cos.min()) >= 0.999
