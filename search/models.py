@@ -135,12 +135,50 @@ class ClipEncoder:
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         import torch
 
+        trim = _can_trim(self._model, self._tokenizer)
+        # Batches of similar length, so trimming cuts each batch short.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i])) if trim else None
+        ordered = [texts[i] for i in order] if order else list(texts)
         out = []
         with torch.inference_mode():
-            for start in range(0, len(texts), TEXT_BATCH):
-                tokens = self._tokenizer(list(texts[start:start + TEXT_BATCH])).to(self.device)
-                out.append(_to_unit_rows(self._model.encode_text(tokens)))
-        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+            for start in range(0, len(ordered), TEXT_BATCH):
+                tokens = self._tokenizer(ordered[start:start + TEXT_BATCH]).to(self.device)
+                features = (_encode_trimmed(self._model, tokens) if trim
+                            else self._model.encode_text(tokens))
+                out.append(_to_unit_rows(features))
+        if not out:
+            return np.zeros((0, self.dim), np.float32)
+        rows = np.concatenate(out)
+        if order:
+            rows[order] = rows.copy()  # back to the caller's order
+        return rows
+
+
+def _can_trim(model: Any, tokenizer: Any) -> bool:
+    """A plain CLIP text tower: causal mask, pooled at the end token (the largest id)."""
+    return (type(model).__name__ == "CLIP" and type(tokenizer).__name__ == "SimpleTokenizer"
+            and getattr(model, "text_pool_type", None) == "argmax"
+            and getattr(model, "attn_mask", None) is not None)
+
+
+def _encode_trimmed(model: Any, tokens: torch.Tensor) -> torch.Tensor:
+    """`model.encode_text` on the tokens cut after the batch's last end token.
+
+    Under the causal mask no position attends to a later one, and pooling reads
+    each text's end token, so the padding after it cannot change the result;
+    a typical caption then costs ~15 positions instead of 77 (about 4x faster).
+    """
+    import torch
+    from open_clip.transformer import text_global_pool
+
+    length = int(tokens.argmax(dim=-1).max()) + 1
+    tokens = tokens[:, :length]
+    cast = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:length].to(cast)
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = text_global_pool(model.ln_final(x), tokens, "argmax")
+    projection = model.text_projection
+    return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
 
 
 def _to_unit_rows(features: torch.Tensor) -> np.ndarray:
