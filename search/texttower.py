@@ -125,7 +125,9 @@ def export_tower(encoder: ClipEncoder, index_dir: str) -> bool:
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(wrapper, tokenizer(PROBES[:2]), check_trace=False)
         got = torch.nn.functional.normalize(traced(tokenizer(PROBES)).float(), dim=-1).numpy()
-    expected = encoder.encode_texts(PROBES)
+    with torch.inference_mode():  # open_clip's own encode_text, not our trimmed one
+        expected = encoder.model.encode_text(tokenizer(PROBES)).float()
+    expected = torch.nn.functional.normalize(expected, dim=-1).numpy()
     if np.min(np.sum(got * expected, axis=1)) < MIN_COSINE:
         log.warning("the traced text tower differs from the model; not saving it")
         return False
