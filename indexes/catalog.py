@@ -236,6 +236,27 @@ class Catalog:
             yield ids, vecs
             last = int(ids[-1])
 
+    def sample_with_ids(self, size: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """A seeded random sample of (ids, vectors), for training and recall estimates."""
+        ids = np.fromiter((r[0] for r in self._conn.execute(
+            "SELECT id FROM files WHERE vector IS NOT NULL")), dtype=np.int64)
+        if len(ids) > size:
+            ids = np.sort(np.random.default_rng(seed).choice(ids, size, replace=False))
+        return ids, self.vectors_by_ids(ids, dim)
+
+    def sample_vectors(self, size: int, dim: int) -> np.ndarray:
+        return self.sample_with_ids(size, dim)[1]
+
+    def vectors_by_ids(self, ids: np.ndarray, dim: int) -> np.ndarray:
+        """Vectors of these ids, in their order (every id must have one)."""
+        blobs: dict[int, bytes] = {}
+        for chunk in chunks([int(i) for i in ids]):
+            marks = ",".join("?" * len(chunk))
+            blobs.update(self._conn.execute(
+                f"SELECT id, vector FROM files WHERE id IN ({marks})", list(chunk)))
+        data = b"".join(blobs[int(i)] for i in ids)
+        return np.frombuffer(data, dtype=np.float32).reshape(-1, dim)
+
     def vectors_by_path(self, paths: Sequence[str],
                         dim: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """(ids, vectors) of `paths` in their order, and the paths that have no vector."""

@@ -5,11 +5,12 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 
-def chunks(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+def chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
     """SQLite limits the number of ? parameters in one statement."""
     for start in range(0, len(items), size):
         yield items[start:start + size]

@@ -1,53 +1,118 @@
-"""The FAISS vector index: derived from the catalog, rebuildable, saved atomically.
+"""The FAISS vector index: inner-product search over unit vectors keyed by catalog ids.
 
-The file `vectors.faiss` is paired with `vectors.json`, a manifest holding the
-catalog generation it reflects and a checksum of the file. A missing, stale or
-damaged file is rebuilt from the catalog, so losing it never loses data.
+Which kind (flat, HNSW, IVF-PQ, any factory string) comes from `indexes.choice`;
+building trains it on a sample of the catalog's vectors and tunes its query knob
+for a recall target (`indexes.tuning`). A catalog id's vector never changes (a
+changed photo gets a new id), so ids are only ever added or retired.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import logging
-import os
-import tempfile
-from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from indexes.catalog import Catalog
+from indexes.choice import (
+    RETRAIN_GROWTH,
+    IndexSpec,
+    choose,
+    default_max_memory,
+    effective,
+    training_size,
+)
+from indexes.tuning import SAMPLE, exact_neighbours, tune
 
 if TYPE_CHECKING:
     import faiss
 
-log = logging.getLogger(__name__)
+STALE_LIMIT = 0.10  # rebuild a graph index once a tenth of its entries are retired ids
 
-INDEX_FILE = "vectors.faiss"
-MANIFEST_FILE = "vectors.json"
-FORMAT_VERSION = 1
+
+@dataclass(frozen=True)
+class VectorSettings:
+    """How the user wants vectors indexed; stored in the catalog, changed with `index` flags."""
+
+    index_type: str = "auto"  # auto, flat, hnsw, ivfpq, or a FAISS index_factory string
+    max_memory: int = 0  # bytes for the index; 0: a quarter of RAM
+    recall: float = 0.95  # recall@10 the query knob is tuned for
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> VectorSettings:
+        return cls(**json.loads(text)) if text else cls()
+
+    def spec_for(self, count: int, dim: int) -> IndexSpec:
+        spec = choose(self.index_type, count, dim, self.max_memory or default_max_memory())
+        return effective(spec, count)
+
+
+@dataclass
+class Built:
+    """What a build measured: kept in the manifest and shown by `info`."""
+
+    kind: str
+    factory: str
+    knob: str | None = None
+    knob_value: int | None = None
+    recall: float | None = None  # measured recall@10 against exact search
+    recall_target: float | None = None
+    trained_on: int = 0
+    stale: int = 0  # retired ids still inside (graph indexes cannot remove)
 
 
 class VectorIndex:
-    """Inner-product search over unit vectors keyed by catalog file ids."""
+    """A FAISS index plus what its build measured."""
 
-    def __init__(self, index: faiss.Index) -> None:
+    def __init__(self, index: faiss.Index, built: Built) -> None:
         self._index = index
+        self.built = built
 
     @classmethod
     def empty(cls, dim: int) -> VectorIndex:
         import faiss
 
-        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)))
+        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), Built("flat", "IDMap2,Flat"))
 
     @classmethod
-    def from_catalog(cls, catalog: Catalog, dim: int) -> VectorIndex:
-        index = cls.empty(dim)
-        for ids, vecs in catalog.iter_vectors(dim):
-            index.add(ids, vecs)
-        return index
+    def build(cls, catalog: Catalog, dim: int, settings: VectorSettings) -> VectorIndex:
+        """Train (if the kind needs it), add every catalog vector, tune the knob."""
+        import faiss
+
+        count = catalog.counts()["vectors"]
+        spec = settings.spec_for(count, dim)
+        index = faiss.index_factory(dim, spec.factory, faiss.METRIC_INNER_PRODUCT)
+        trained_on = 0
+        if spec.trained:
+            sample = catalog.sample_vectors(training_size(spec, count), dim)
+            index.train(sample)
+            trained_on = len(sample)
+        for ids, vectors in catalog.iter_vectors(dim):
+            index.add_with_ids(vectors, ids)
+        built = Built(spec.kind, spec.factory, spec.knob, trained_on=trained_on,
+                      recall=1.0 if spec.kind == "flat" else None)
+        result = cls(index, built)
+        if spec.knob and count:
+            result._tune(catalog, dim, settings.recall)
+        return result
+
+    def _tune(self, catalog: Catalog, dim: int, target: float) -> None:
+        ids, queries = catalog.sample_with_ids(SAMPLE, dim)
+        exact = exact_neighbours(queries, catalog.iter_vectors(dim))
+        self.built.knob_value, self.built.recall = tune(
+            self._index, self.built.knob or "", queries, ids, exact, target)
+        self.built.recall_target = target
+
+    def apply_knob(self) -> None:
+        if self.built.knob and self.built.knob_value:
+            import faiss
+
+            faiss.ParameterSpace().set_index_parameter(self._index, self.built.knob,
+                                                        self.built.knob_value)
 
     @property
     def count(self) -> int:
@@ -57,95 +122,69 @@ class VectorIndex:
     def dim(self) -> int:
         return int(self._index.d)
 
+    @property
+    def exact(self) -> bool:
+        return self.built.kind == "flat"
+
+    @property
+    def faiss_index(self) -> faiss.Index:
+        return self._index
+
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids):
             self._index.add_with_ids(np.ascontiguousarray(vectors, np.float32),
                                      np.ascontiguousarray(ids, np.int64))
 
     def remove(self, ids: np.ndarray) -> None:
-        if len(ids):
+        if not len(ids):
+            return
+        try:
             self._index.remove_ids(np.ascontiguousarray(ids, np.int64))
+        except RuntimeError:  # HNSW cannot remove: retired ids stay, and are filtered out
+            self.built.stale += len(ids)
+
+    def needs_rebuild(self, count: int, settings: VectorSettings) -> bool:
+        """The collection outgrew this kind, the training set, or the retired entries."""
+        wanted = settings.spec_for(count, self.dim)
+        if wanted.factory != self.built.factory:
+            return True
+        if self.built.trained_on and count > RETRAIN_GROWTH * self.built.trained_on:
+            return True
+        return self.built.stale > STALE_LIMIT * max(self.count, 1)
 
     def search(self, queries: np.ndarray, k: int,
                allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, ids) per query row; ids are -1 where fewer than k exist."""
-        import faiss
-
-        k = max(1, min(k, self.count if allowed is None else len(allowed)))
-        params: Any = None
-        if allowed is not None:
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed.astype(np.int64)))
+        """Top-k (scores, ids) per row, -1 where fewer exist; may hold retired ids (filter
+        them against the catalog). `allowed` restricts to those ids."""
         queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.dim)
-        scores, ids = self._index.search(queries, k, params=params)
+        if self.count == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        if allowed is not None and self.exact:
+            return self._search_selected(queries, k, allowed)
+        fetch = k + min(self.built.stale, 4 * k)
+        if allowed is not None:  # approximate kinds: over-fetch, then keep the allowed ids
+            fetch = max(fetch, 4 * k)
+        scores, ids = self._index.search(queries, min(fetch, self.count))
+        if allowed is not None:
+            scores, ids = _keep(scores, ids, allowed, k)
         return scores, ids
 
-    def save(self, index_dir: str, generation: int) -> None:
-        """Temp file, fsync, rename; the manifest last, so a crash leaves a detectable state."""
+    def _search_selected(self, queries: np.ndarray, k: int,
+                         allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import faiss
 
-        data = faiss.serialize_index(self._index).tobytes()
-        _atomic_write(os.path.join(index_dir, INDEX_FILE), data)
-        manifest = {"format": FORMAT_VERSION, "generation": generation, "count": self.count,
-                    "dim": self.dim, "blake2b": hashlib.blake2b(data).hexdigest()}
-        _atomic_write(os.path.join(index_dir, MANIFEST_FILE),
-                      json.dumps(manifest, indent=1).encode())
+        k = max(1, min(k, len(allowed)))
+        params: Any = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed.astype(np.int64)))
+        return self._index.search(queries, k, params=params)
 
 
-def load_or_rebuild(index_dir: str, catalog: Catalog, dim: int,
-                    save: Callable[[VectorIndex, int], None] | None = None) -> VectorIndex:
-    """The index for the catalog's current generation, rebuilding it when needed.
-
-    A rebuild reads one consistent snapshot of the catalog (a writer may be
-    committing meanwhile) and hands `(index, generation)` to `save`, if given.
-    """
-    loaded = _load(index_dir, catalog.generation(), dim)
-    if loaded is not None:
-        return loaded
-    with catalog.snapshot():
-        generation = catalog.generation()
-        index = VectorIndex.from_catalog(catalog, dim)
-    if save is not None:
-        save(index, generation)
-    return index
-
-
-def _load(index_dir: str, generation: int, dim: int) -> VectorIndex | None:
-    import faiss
-
-    try:
-        with open(os.path.join(index_dir, MANIFEST_FILE), "rb") as f:
-            manifest = json.load(f)
-        with open(os.path.join(index_dir, INDEX_FILE), "rb") as f:
-            data = f.read()
-    except (OSError, ValueError):
-        return None  # never saved, or saved only in part: rebuilding is the answer
-    if manifest.get("format") != FORMAT_VERSION or manifest.get("generation") != generation:
-        return None
-    if hashlib.blake2b(data).hexdigest() != manifest.get("blake2b"):
-        log.warning("%s is damaged (checksum mismatch); rebuilding it from the catalog",
-                    os.path.join(index_dir, INDEX_FILE))
-        return None
-    index = VectorIndex(faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8)))
-    if index.dim != dim or index.count != manifest.get("count"):
-        return None
-    return index
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    folder = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+def _keep(scores: np.ndarray, ids: np.ndarray, allowed: np.ndarray,
+          k: int) -> tuple[np.ndarray, np.ndarray]:
+    mask = np.isin(ids, allowed)
+    out_s = np.full((len(ids), k), -np.inf, np.float32)
+    out_i = np.full((len(ids), k), -1, np.int64)
+    for row in range(len(ids)):
+        keep = np.flatnonzero(mask[row])[:k]
+        out_s[row, :len(keep)] = scores[row, keep]
+        out_i[row, :len(keep)] = ids[row, keep]
+    return out_s, out_i

@@ -5,9 +5,11 @@ from __future__ import annotations
 import collections
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from indexes.catalog import CATALOG_FILE, Catalog
-from indexes.vectors import INDEX_FILE
+from indexes.store import INDEX_FILE, read_manifest
+from indexes.vectors import VectorSettings
 from search.models import ModelSpec
 
 
@@ -26,6 +28,7 @@ class IndexInfo:
     skipped_files: list[tuple[str, str]] = field(repr=False)
     catalog_bytes: int
     vector_bytes: int
+    vector_index: dict[str, Any]  # kind, factory, knob and value, recall, training size, ...
 
 
 def index_info(catalog: Catalog, index_dir: str) -> IndexInfo:
@@ -42,7 +45,19 @@ def index_info(catalog: Catalog, index_dir: str) -> IndexInfo:
         skipped_files=skipped,
         catalog_bytes=_size(os.path.join(index_dir, CATALOG_FILE)),
         vector_bytes=_size(os.path.join(index_dir, INDEX_FILE)),
+        vector_index=_vector_index(catalog, index_dir),
     )
+
+
+def _vector_index(catalog: Catalog, index_dir: str) -> dict[str, Any]:
+    """What the last FAISS build measured, with the settings it was built for."""
+    settings = VectorSettings.from_json(catalog.get_meta("vectors"))
+    manifest = read_manifest(index_dir) or {}
+    built = manifest.get("built", {})
+    count = manifest.get("count") or 0
+    return {**built, "bytes_per_vector": round(manifest["bytes"] / count, 1) if count else None,
+            "requested": settings.index_type, "max_memory": settings.max_memory or None,
+            "stale_file": manifest.get("generation") != catalog.generation()}
 
 
 def _size(path: str) -> int:

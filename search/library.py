@@ -12,7 +12,8 @@ import numpy as np
 
 from indexes.catalog import Catalog
 from indexes.lock import writer_lock
-from indexes.vectors import VectorIndex, load_or_rebuild
+from indexes.store import VectorStore
+from indexes.vectors import VectorIndex, VectorSettings
 from search.errors import (
     FolderNotFound,
     ImageDecodeError,
@@ -48,6 +49,7 @@ class Library:
         self._encoder: Encoder | None = None
         self._tower: TextTower | bool | None = None  # None: not looked for; False: none usable
         self._loaded: tuple[int, VectorIndex] | None = None  # (catalog generation, FAISS index)
+        self._store = VectorStore(index_dir, VectorSettings.from_json(catalog.get_meta("vectors")))
         try:
             self.model, self.precision = _identity(index_dir, catalog, model, precision)
         except ModelMismatch:
@@ -77,14 +79,26 @@ class Library:
 
     # -- indexing -------------------------------------------------------------
     def index(self, folders: Sequence[str] = (), progress: ProgressFn | None = None,
-              settings: IndexSettings = IndexSettings()) -> IndexReport:
-        """Add or refresh folders; with none, refresh every folder indexed before."""
+              settings: IndexSettings = IndexSettings(),
+              vectors: VectorSettings | None = None) -> IndexReport:
+        """Add or refresh folders; with none, refresh every folder indexed before.
+
+        `vectors` changes (and records) the FAISS index kind, memory and recall target.
+        """
         roots = outermost(check_folders(folders) or self._present_roots())
         start = time.monotonic()
         with writer_lock(self.index_dir):
+            refit = vectors is not None and vectors != self._store.settings
+            if vectors is not None and refit:
+                with self._catalog.transaction():
+                    self._catalog.set_meta("vectors", vectors.to_json())
+                self._store.settings = vectors
             todo = plan(self._catalog, roots, settings.include_hidden,
                         require_images=bool(folders), retry_errors=self._decoders_changed())
             report = self._run(todo, progress, settings, start)
+            dim = self._catalog.get_meta("dim")
+            if refit and dim:  # new settings: rebuild now, even if no photo changed
+                self._store.finish(self._store.load(self._catalog, int(dim)), self._catalog)
             with self._catalog.transaction():
                 for root in roots:
                     self._catalog.add_root(root)
@@ -107,7 +121,7 @@ class Library:
         dim = self._catalog.get_meta("dim")
         # The model is recorded with the first vectors, so a run that fails to
         # load it leaves the index free to be built with another model.
-        indexer = Indexer(self._catalog, self.index_dir, self._get_encoder, settings,
+        indexer = Indexer(self._catalog, self._store, self._get_encoder, settings,
                           int(dim) if dim else None, self._identity_meta)
         report = indexer.run(todo, progress)
         report.seconds = time.monotonic() - start  # the scan included
@@ -218,7 +232,8 @@ class Library:
                                 "`clipsearch index FOLDER`")
         generation = self._catalog.generation()
         if self._loaded is None or self._loaded[0] != generation:  # warm queries reuse it
-            index = load_or_rebuild(self.index_dir, self._catalog, int(dim), save=self._try_save)
+            index = self._store.load(self._catalog, int(dim), writable=False,
+                                     save_as=self._try_save)
             self._loaded = (generation, index)
         return self._loaded[1]
 
@@ -226,7 +241,7 @@ class Library:
         """Keep a rebuilt FAISS file for next time, unless a writer is busy (it will save)."""
         with contextlib.suppress(IndexBusy, OSError), writer_lock(self.index_dir):
             if self._catalog.generation() == generation:
-                index.save(self.index_dir, generation)
+                self._store.save(index, generation)
 
     # -- vectors, for evaluation ------------------------------------------------
     def image_vectors(self, paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:

@@ -63,6 +63,19 @@ def info_lines(info: IndexInfo, errors: bool, mode: str) -> Iterator[str]:
     yield f"images    {info.vectors} indexed, {info.skipped} skipped"
     yield f"texts     {info.texts}"
     yield f"size      catalog {_bytes(info.catalog_bytes)}, vectors {_bytes(info.vector_bytes)}"
+    faiss_info = info.vector_index
+    if faiss_info.get("kind"):
+        knob = (f", {faiss_info['knob']} {faiss_info['knob_value']}"
+                if faiss_info.get("knob_value") else "")
+        recall = faiss_info.get("recall")
+        target = (f" (target {faiss_info['recall_target']})"
+                  if faiss_info.get("recall_target") else "")
+        trained = (f", trained on {faiss_info['trained_on']}"
+                   if faiss_info.get("trained_on") else "")
+        yield (f"faiss     {faiss_info['kind']} ({faiss_info['factory']}), "
+               f"{faiss_info['bytes_per_vector']} bytes/vector{trained}{knob}, "
+               f"recall@10 {recall if recall is not None else '?'}{target}; "
+               f"requested {faiss_info['requested']}")
     for i, (reason, count) in enumerate(sorted(info.skipped_reasons.items(),
                                                key=lambda rc: -rc[1])):
         yield f"{'skipped' if i == 0 else '':<9} {count:>5}  {reason}"

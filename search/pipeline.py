@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from indexes.catalog import Catalog, FileRow
-from indexes.vectors import VectorIndex, load_or_rebuild
+from indexes.store import VectorStore
+from indexes.vectors import VectorIndex
 from search.errors import ImageDecodeError, Interrupted
 from search.images import DEFAULT_MAX_MEGAPIXELS, load_rgb
 from search.models import Encoder
@@ -105,12 +106,12 @@ class _Delta:
 class Indexer:
     """Brings a catalog and its vector index up to date with folders on disk."""
 
-    def __init__(self, catalog: Catalog, index_dir: str, load_encoder: Callable[[], Encoder],
+    def __init__(self, catalog: Catalog, store: VectorStore, load_encoder: Callable[[], Encoder],
                  settings: IndexSettings = IndexSettings(), dim: int | None = None,
                  first_meta: Callable[[], dict[str, str]] = dict) -> None:
         self._catalog = catalog
         self._first_meta = first_meta  # written with the first vectors (model identity)
-        self._index_dir = index_dir
+        self._store = store
         self._encoder = _LazyEncoder(load_encoder)
         self._settings = settings
         self._dim = dim  # known when the catalog already holds vectors of this model
@@ -124,7 +125,7 @@ class Indexer:
                              unlisted=todo.unlisted)
         if todo.work or todo.missing:
             if self._dim is not None:  # load before the first change, so nothing is applied twice
-                self._vectors = load_or_rebuild(self._index_dir, self._catalog, self._dim)
+                self._vectors = self._store.load(self._catalog, self._dim)
                 self._synced = self._catalog.generation()
             try:
                 self._process(todo.work, todo.missing, report, progress)
@@ -220,8 +221,10 @@ class Indexer:
     def _put(self, item: Work, vector: np.ndarray | None, error: str | None, delta: _Delta,
              report: IndexReport) -> None:
         f = item.found
-        if item.row and item.row.has_vector:
-            delta.removed.append(item.row.id)
+        if item.row:  # new content gets a new id: an id's vector never changes
+            self._catalog.delete_files([item.row.id])
+            if item.row.has_vector:
+                delta.removed.append(item.row.id)
         file_id = self._catalog.put_file(f.path, f.size, f.mtime_ns, item.fingerprint,
                                          vector, error)
         if vector is not None:
@@ -275,4 +278,4 @@ class Indexer:
         # After Ctrl-C between a commit and its FAISS update, the two disagree:
         # then the file is left stale and the next reader rebuilds it.
         if self._vectors is not None and self._synced == self._catalog.generation():
-            self._vectors.save(self._index_dir, self._synced)
+            self._store.finish(self._vectors, self._catalog)

@@ -63,6 +63,9 @@ def combine(positives: Sequence[tuple[float, np.ndarray]],
     return (total / norm).astype(np.float32)
 
 
+EXACT_SUBSET = 50_000  # a folder this small is scanned exactly, whatever the index kind
+
+
 def search_images(index: VectorIndex, catalog: Catalog, query: np.ndarray, k: int,
                   under: str | None = None, min_score: float | None = None) -> list[ImageHit]:
     """Top-k images for a unit query vector, optionally restricted to a folder."""
@@ -71,12 +74,19 @@ def search_images(index: VectorIndex, catalog: Catalog, query: np.ndarray, k: in
     allowed = catalog.ids_under(under) if under else None
     if index.count == 0 or (allowed is not None and len(allowed) == 0):
         return []
-    scores, ids = index.search(query[None, :], k, allowed)
-    pairs = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
+    if allowed is not None and not index.exact and len(allowed) <= EXACT_SUBSET:
+        # An approximate index would have to over-fetch blindly for a small folder.
+        scores = catalog.vectors_by_ids(allowed, index.dim) @ query
+        top = np.argsort(-scores, kind="stable")[:k]
+        found = [(float(scores[j]), int(allowed[j])) for j in top]
+    else:
+        scores, ids = index.search(query[None, :], k, allowed)
+        found = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
     if min_score is not None:
-        pairs = [(s, i) for s, i in pairs if s >= min_score]
-    paths = catalog.paths(i for _, i in pairs)
-    hits = [(s, i) for s, i in pairs if i in paths]  # a row deleted since the snapshot
+        found = [(s, i) for s, i in found if s >= min_score]
+    paths = catalog.paths(i for _, i in found)
+    # Ids missing from the catalog were retired (deleted or changed since): skip them.
+    hits = [(s, i) for s, i in found if i in paths][:k]
     return [ImageHit(rank, s, paths[i], i) for rank, (s, i) in enumerate(hits, 1)]
 
 

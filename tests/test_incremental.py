@@ -12,7 +12,8 @@ import pytest
 from tiny import make_photo
 
 from indexes.catalog import Catalog
-from indexes.vectors import INDEX_FILE, MANIFEST_FILE, VectorIndex
+from indexes.store import INDEX_FILE, MANIFEST_FILE
+from indexes.vectors import VectorIndex
 
 
 def assert_faiss_matches_catalog(index_dir: Path) -> None:

@@ -1,0 +1,100 @@
+"""Which FAISS index suits a collection: by its size, the memory allowed, or the user's choice.
+
+The rule follows the spirit of autofaiss: exact flat search while it is small
+enough to be fast and fits; a graph (HNSW) while full vectors still fit; past
+that, IVF with OPQ+PQ codes sized to the memory budget.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+KINDS = ("auto", "flat", "hnsw", "ivfpq")
+FLAT_MAX = 200_000  # past this a flat scan costs > ~20 ms per query on 2 cores
+HNSW_MAX = 2_000_000  # past this HNSW's build time (hours on a laptop) stops paying
+HNSW_M = 32  # graph degree: 32 links per node, ~256 bytes/vector on top of the vector
+RETRAIN_GROWTH = 4.0  # retrain IVF centroids/codebooks once the collection is 4x the training set
+MIN_TRAIN = 10_000  # below this a trained kind waits, as flat, until there is enough to learn from
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    kind: str  # flat, hnsw, ivfpq, or factory
+    factory: str  # a FAISS index_factory string (inner-product metric)
+    knob: str | None = None  # the query-time parameter tuned for recall: nprobe or efSearch
+
+    @property
+    def trained(self) -> bool:
+        """Whether the index must be trained on sample vectors before adding."""
+        return "IVF" in self.factory or "PQ" in self.factory
+
+
+def default_max_memory() -> int:
+    """A quarter of physical RAM: the index shares the machine with the model and photos."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (ValueError, OSError):
+        return 4 << 30
+
+
+def choose(requested: str, count: int, dim: int, max_memory: int) -> IndexSpec:
+    """The index for `count` vectors of `dim` floats. `requested` is a kind or a factory."""
+    if requested not in KINDS:
+        return IndexSpec("factory", requested, _knob_of(requested))
+    if requested == "auto":
+        requested = _auto(count, dim, max_memory)
+    if requested == "flat":
+        return IndexSpec("flat", "IDMap2,Flat")
+    if requested == "hnsw":
+        return IndexSpec("hnsw", f"IDMap2,HNSW{HNSW_M}", "efSearch")
+    return _ivfpq(count, dim, max_memory)
+
+
+def effective(spec: IndexSpec, count: int) -> IndexSpec:
+    """What to build now: a kind that needs training stays flat until MIN_TRAIN vectors."""
+    if spec.trained and count < MIN_TRAIN:
+        return IndexSpec("flat", "IDMap2,Flat")
+    return spec
+
+
+def _auto(count: int, dim: int, max_memory: int) -> str:
+    flat_bytes = count * (dim * 4 + 16)
+    if count <= FLAT_MAX and flat_bytes <= max_memory:
+        return "flat"
+    if count <= HNSW_MAX and count * (dim * 4 + HNSW_M * 8 + 16) <= max_memory:
+        return "hnsw"
+    return "ivfpq"
+
+
+def _ivfpq(count: int, dim: int, max_memory: int) -> IndexSpec:
+    """IVF with ~4 sqrt(n) lists; OPQ-rotated PQ codes of the largest size that fits."""
+    nlist = 2 ** round(math.log2(max(4 * math.sqrt(max(count, 1)), 16)))
+    nlist = min(nlist, 65536, max(16, count // 39))  # FAISS wants >= 39 training points a list
+    per_vector = max_memory // max(count, 1) - 16  # ids and list overhead
+    m = next((m for m in (128, 64, 32, 16, 8) if m <= per_vector and dim % m == 0), 8)
+    return IndexSpec("ivfpq", f"OPQ{m},IVF{nlist},PQ{m}x8", "nprobe")
+
+
+def _knob_of(factory: str) -> str | None:
+    if "IVF" in factory:
+        return "nprobe"
+    if "HNSW" in factory:
+        return "efSearch"
+    return None
+
+
+def training_size(spec: IndexSpec, count: int) -> int:
+    """How many vectors to train on: enough for the lists and codebooks, capped for time."""
+    if not spec.trained:
+        return 0
+    return min(count, max(100_000, 30 * _ivf_lists(spec.factory)))
+
+
+def _ivf_lists(factory: str) -> int:
+    for part in factory.split(","):
+        if part.startswith("IVF"):
+            digits = "".join(ch for ch in part[3:] if ch.isdigit())
+            return int(digits) if digits else 1
+    return 1

@@ -1,0 +1,172 @@
+"""Saving and loading the FAISS index beside the catalog, and rebuilding it when needed.
+
+`vectors.faiss` is paired with `vectors.json`, a manifest holding the catalog
+generation it reflects, what its build measured, and a CRC-32 of the file.
+Both are replaced atomically (temp file, fsync, rename; the manifest last), so
+a crash leaves either the old pair or a mismatch that triggers a rebuild from
+the catalog. Losing or damaging the file never loses data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import zlib
+from collections.abc import Callable
+from dataclasses import asdict
+
+from indexes.catalog import Catalog
+from indexes.vectors import Built, VectorIndex, VectorSettings
+
+log = logging.getLogger(__name__)
+
+INDEX_FILE = "vectors.faiss"
+MANIFEST_FILE = "vectors.json"
+FORMAT_VERSION = 2
+MMAP_MIN_BYTES = 64 << 20  # read-only loads map files this large instead of reading them
+
+
+def save(index: VectorIndex, index_dir: str, generation: int) -> None:
+    import faiss
+
+    path = os.path.join(index_dir, INDEX_FILE)
+    tmp = _temp_path(index_dir, INDEX_FILE)
+    try:
+        faiss.write_index(index.faiss_index, tmp)
+        crc = _crc32(tmp)
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    manifest = {"format": FORMAT_VERSION, "generation": generation, "count": index.count,
+                "dim": index.dim, "crc32": crc, "bytes": os.path.getsize(path),
+                "built": asdict(index.built)}
+    _atomic_write(os.path.join(index_dir, MANIFEST_FILE), json.dumps(manifest, indent=1).encode())
+
+
+def read_manifest(index_dir: str) -> dict | None:
+    try:
+        with open(os.path.join(index_dir, MANIFEST_FILE), "rb") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def load_or_rebuild(index_dir: str, catalog: Catalog, dim: int, settings: VectorSettings,
+                    save_as: Callable[[VectorIndex, int], None] | None = None,
+                    writable: bool = True) -> VectorIndex:
+    """The index for the catalog's current generation, rebuilt from the catalog if needed.
+
+    A rebuild reads one consistent snapshot (a writer may be committing) and is
+    handed to `save_as(index, generation)`. Read-only loads of large files are
+    memory-mapped, so a query does not first read the whole index into RAM.
+    """
+    loaded = _load(index_dir, catalog.generation(), dim, writable)
+    if loaded is not None:
+        return loaded
+    with catalog.snapshot():
+        generation = catalog.generation()
+        index = VectorIndex.build(catalog, dim, settings)
+    if save_as is not None:
+        save_as(index, generation)
+    return index
+
+
+def _load(index_dir: str, generation: int, dim: int, writable: bool) -> VectorIndex | None:
+    import faiss
+
+    manifest = read_manifest(index_dir)
+    path = os.path.join(index_dir, INDEX_FILE)
+    if manifest is None or manifest.get("format") != FORMAT_VERSION:
+        return None  # never saved, saved in part, or by an older layout: rebuild
+    if manifest.get("generation") != generation or not os.path.isfile(path):
+        return None
+    if _crc32(path) != manifest.get("crc32"):
+        log.warning("%s is damaged (checksum mismatch); rebuilding it from the catalog", path)
+        return None
+    flags = 0
+    if not writable and os.path.getsize(path) >= MMAP_MIN_BYTES:
+        flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
+    try:
+        index = VectorIndex(faiss.read_index(path, flags), Built(**manifest["built"]))
+    except (RuntimeError, TypeError) as exc:
+        log.warning("%s cannot be read (%s); rebuilding it from the catalog", path, exc)
+        return None
+    if index.dim != dim or index.count != manifest.get("count"):
+        return None
+    index.apply_knob()
+    return index
+
+
+def _crc32(path: str) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(16 << 20):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def _temp_path(index_dir: str, name: str) -> str:
+    fd, tmp = tempfile.mkstemp(dir=index_dir, prefix="tmp-", suffix="-" + name)
+    os.close(fd)
+    return tmp
+
+
+def _fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    folder = os.path.dirname(path) or "."
+    tmp = _temp_path(folder, os.path.basename(path))
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_file(folder)
+
+
+class VectorStore:
+    """One index folder's FAISS file, with the user's settings for it."""
+
+    def __init__(self, index_dir: str, settings: VectorSettings) -> None:
+        self.index_dir = index_dir
+        self.settings = settings
+
+    def load(self, catalog: Catalog, dim: int, writable: bool = True,
+             save_as: Callable[[VectorIndex, int], None] | None = None) -> VectorIndex:
+        return load_or_rebuild(self.index_dir, catalog, dim, self.settings, save_as, writable)
+
+    def save(self, index: VectorIndex, generation: int) -> None:
+        save(index, self.index_dir, generation)
+
+    def finish(self, index: VectorIndex, catalog: Catalog) -> None:
+        """After an index run: rebuild if the collection outgrew the index, then save.
+
+        Rebuilding (a new kind, retraining past 4x the training set, too many
+        retired entries) happens here, at the end of the run, and replaces the
+        file atomically like any save.
+        """
+        count = catalog.counts()["vectors"]
+        if index.needs_rebuild(count, self.settings):
+            with catalog.snapshot():
+                generation = catalog.generation()
+                index = VectorIndex.build(catalog, index.dim, self.settings)
+        else:
+            generation = catalog.generation()
+        self.save(index, generation)

@@ -1,0 +1,73 @@
+"""Measured recall: set nprobe / efSearch to the smallest value that reaches a recall target.
+
+Queries are a sample of the collection's own vectors, each compared with exact
+search over the whole collection (itself excluded from both result lists).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+K = 10  # recall@10
+SAMPLE = 1000  # queries; +-1% on the estimate
+CANDIDATES = {"nprobe": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
+              "efSearch": (16, 32, 64, 128, 256, 512, 1024, 2048)}
+
+
+def exact_neighbours(queries: np.ndarray, chunks: Iterable[tuple[np.ndarray, np.ndarray]],
+                     k: int = K + 1) -> np.ndarray:
+    """Ids of the exact top-k for each query, streaming over (ids, vectors) chunks."""
+    best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    best_ids = np.full((len(queries), k), -1, dtype=np.int64)
+    for ids, vectors in chunks:
+        scores = np.concatenate([best_scores, queries @ vectors.T], axis=1)
+        candidates = np.concatenate([best_ids, np.broadcast_to(ids, (len(queries), len(ids)))],
+                                    axis=1)
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        best_scores = np.take_along_axis(scores, top, axis=1)
+        best_ids = np.take_along_axis(candidates, top, axis=1)
+    return best_ids
+
+
+def recall_at_k(found: np.ndarray, exact: np.ndarray, self_ids: np.ndarray) -> float:
+    """Mean overlap of the top-K lists, with each query's own id removed from both."""
+    hits = 0
+    for got, want, own in zip(found, exact, self_ids, strict=True):
+        got = [i for i in got if i != own and i >= 0][:K]
+        want = [i for i in want if i != own][:K]
+        hits += len(set(got) & set(want)) / max(len(want), 1)
+    return hits / max(len(found), 1)
+
+
+def tune(index: object, knob: str, queries: np.ndarray, self_ids: np.ndarray,
+         exact: np.ndarray, target: float) -> tuple[int, float]:
+    """The smallest knob value whose recall@10 reaches `target`, and that recall.
+
+    If none does, the largest value tried and its recall (the caller reports it).
+    """
+    import faiss
+
+    space = faiss.ParameterSpace()
+    values = CANDIDATES[knob]
+    if knob == "nprobe":  # never past every list: that is already exhaustive
+        nlist = _nlist(index)
+        values = tuple(v for v in values if v < nlist) + (nlist,)
+    value, recall = values[0], 0.0
+    for value in values:
+        space.set_index_parameter(index, knob, value)
+        _, found = index.search(queries, K + 1)
+        recall = recall_at_k(found, exact, self_ids)
+        if recall >= target:
+            return value, recall
+    return value, recall
+
+
+def _nlist(index: object) -> int:
+    import faiss
+
+    try:
+        return int(faiss.extract_index_ivf(index).nlist)
+    except RuntimeError:
+        return 1 << 30
