@@ -97,6 +97,13 @@ def index(
         help="Photo folders to add or refresh; none refreshes every indexed folder.")] = None,
     index: IndexOpt = None, model: ModelOpt = None, pretrained: PretrainedOpt = None,
     precision: PrecisionOpt = None,
+    index_type: Annotated[Optional[str], typer.Option(
+        "--index-type", help="auto, flat, hnsw, ivfpq, or a FAISS index_factory string "
+        "[default: the index's, else auto].")] = None,
+    max_memory: Annotated[Optional[str], typer.Option(
+        help="Memory for the vector index, e.g. 2G or 512M [default: a quarter of RAM].")] = None,
+    recall: Annotated[Optional[float], typer.Option(
+        min=0.01, max=1.0, help="Recall@10 target the query knobs are tuned for [0.95].")] = None,
 ) -> None:
     """Index photo folders (incremental: only new and changed photos are encoded)."""
     from search.locations import check_folders
@@ -104,9 +111,11 @@ def index(
 
     with _reported():
         check_folders(folders or [])  # before the index folder is created
+        vectors = _vector_settings(index, index_type, max_memory, recall)
     progress = Progress(sys.stderr, "indexing", enabled=sys.stderr.isatty())
     try:
-        report = _with_library(index, lambda lib: lib.index(folders or [], progress),
+        report = _with_library(index, lambda lib: lib.index(folders or [], progress,
+                                                            vectors=vectors),
                                model, pretrained, create=True, precision=precision)
     finally:
         progress.close()
@@ -116,6 +125,21 @@ def index(
     if len(problems) > 10:
         typer.echo(f"... and {len(problems) - 10} more; see `clipsearch info --errors`", err=True)
     typer.echo(summary(report), err=True)
+
+
+def _vector_settings(index: str | None, index_type: str | None, max_memory: str | None,
+                     recall: float | None):  # noqa: ANN202 (a lazily imported type)
+    """The index's stored settings with the flags given applied; None if no flag was."""
+    if index_type is None and max_memory is None and recall is None:
+        return None
+    from search.library import stored_vector_settings
+    from search.sizes import parse_size
+
+    current = stored_vector_settings(index)
+    return type(current)(
+        index_type=index_type or current.index_type,
+        max_memory=parse_size(max_memory, "--max-memory") if max_memory else current.max_memory,
+        recall=recall or current.recall)
 
 
 @app.command()

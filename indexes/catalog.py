@@ -249,13 +249,22 @@ class Catalog:
 
     def vectors_by_ids(self, ids: np.ndarray, dim: int) -> np.ndarray:
         """Vectors of these ids, in their order (every id must have one)."""
+        found, vectors = self.existing_vectors(ids, dim)
+        if len(found) != len(ids):
+            raise KeyError("some ids have no vector in the catalog")
+        return vectors
+
+    def existing_vectors(self, ids: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) for those of `ids` that still have a vector, in their order."""
         blobs: dict[int, bytes] = {}
         for chunk in chunks([int(i) for i in ids]):
             marks = ",".join("?" * len(chunk))
             blobs.update(self._conn.execute(
-                f"SELECT id, vector FROM files WHERE id IN ({marks})", list(chunk)))
-        data = b"".join(blobs[int(i)] for i in ids)
-        return np.frombuffer(data, dtype=np.float32).reshape(-1, dim)
+                f"SELECT id, vector FROM files WHERE id IN ({marks}) AND vector NOT NULL",
+                list(chunk)))
+        kept = np.array([int(i) for i in ids if int(i) in blobs], dtype=np.int64)
+        data = b"".join(blobs[int(i)] for i in kept)
+        return kept, np.frombuffer(data, dtype=np.float32).reshape(-1, dim)
 
     def vectors_by_path(self, paths: Sequence[str],
                         dim: int) -> tuple[np.ndarray, np.ndarray, list[str]]:

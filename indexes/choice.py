@@ -16,6 +16,7 @@ FLAT_MAX = 200_000  # past this a flat scan costs > ~20 ms per query on 2 cores
 HNSW_MAX = 2_000_000  # past this HNSW's build time (hours on a laptop) stops paying
 HNSW_M = 32  # graph degree: 32 links per node, ~256 bytes/vector on top of the vector
 RETRAIN_GROWTH = 4.0  # retrain IVF centroids/codebooks once the collection is 4x the training set
+OPQ_MIN = 100_000  # collections smaller than this skip the OPQ rotation
 MIN_TRAIN = 10_000  # below this a trained kind waits, as flat, until there is enough to learn from
 
 
@@ -73,8 +74,13 @@ def _ivfpq(count: int, dim: int, max_memory: int) -> IndexSpec:
     nlist = 2 ** round(math.log2(max(4 * math.sqrt(max(count, 1)), 16)))
     nlist = min(nlist, 65536, max(16, count // 39))  # FAISS wants >= 39 training points a list
     per_vector = max_memory // max(count, 1) - 16  # ids and list overhead
-    m = next((m for m in (128, 64, 32, 16, 8) if m <= per_vector and dim % m == 0), 8)
-    return IndexSpec("ivfpq", f"OPQ{m},IVF{nlist},PQ{m}x8", "nprobe")
+    # At least 4 dimensions per sub-quantizer; as many bytes as the budget allows.
+    m = next((m for m in (128, 64, 32, 16, 8) if m <= min(per_vector, dim // 4)
+              and dim % m == 0), 8)
+    # OPQ's rotation buys a few points of recall but costs minutes of training:
+    # worth it only for collections large enough to need compression anyway.
+    opq = f"OPQ{m}," if count >= OPQ_MIN else ""
+    return IndexSpec("ivfpq", f"{opq}IVF{nlist},PQ{m}x8", "nprobe")
 
 
 def _knob_of(factory: str) -> str | None:

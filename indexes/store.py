@@ -68,7 +68,7 @@ def load_or_rebuild(index_dir: str, catalog: Catalog, dim: int, settings: Vector
     """
     loaded = _load(index_dir, catalog.generation(), dim, writable)
     if loaded is not None:
-        return loaded
+        return loaded.attach(catalog)
     with catalog.snapshot():
         generation = catalog.generation()
         index = VectorIndex.build(catalog, dim, settings)

@@ -6,7 +6,7 @@ search over the whole collection (itself excluded from both result lists).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -41,9 +41,12 @@ def recall_at_k(found: np.ndarray, exact: np.ndarray, self_ids: np.ndarray) -> f
     return hits / max(len(found), 1)
 
 
-def tune(index: object, knob: str, queries: np.ndarray, self_ids: np.ndarray,
-         exact: np.ndarray, target: float) -> tuple[int, float]:
+def tune(index: object, knob: str, search: Callable[[np.ndarray, int], np.ndarray],
+         queries: np.ndarray, self_ids: np.ndarray, exact: np.ndarray,
+         target: float) -> tuple[int, float]:
     """The smallest knob value whose recall@10 reaches `target`, and that recall.
+
+    `search(queries, k) -> ids` is the index's full search path (re-ranking included).
 
     If none does, the largest value tried and its recall (the caller reports it).
     """
@@ -57,8 +60,7 @@ def tune(index: object, knob: str, queries: np.ndarray, self_ids: np.ndarray,
     value, recall = values[0], 0.0
     for value in values:
         space.set_index_parameter(index, knob, value)
-        _, found = index.search(queries, K + 1)
-        recall = recall_at_k(found, exact, self_ids)
+        recall = recall_at_k(search(queries, K + 1), exact, self_ids)
         if recall >= target:
             return value, recall
     return value, recall

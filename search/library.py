@@ -311,6 +311,19 @@ class Library:
         return index_info(self._catalog, self.index_dir)
 
 
+def stored_vector_settings(index_dir: str | None) -> VectorSettings:
+    """The vector settings an index has recorded (defaults for a new index)."""
+    path = os.path.abspath(os.path.expanduser(index_dir or default_index_dir()))
+    try:
+        catalog = Catalog.open(path)
+    except IndexNotFound:
+        return VectorSettings()
+    try:
+        return VectorSettings.from_json(catalog.get_meta("vectors"))
+    finally:
+        catalog.close()
+
+
 def _identity(index_dir: str, catalog: Catalog, model: ModelSpec | None,
               precision: str | None) -> tuple[ModelSpec, str]:
     """The index's model and precision; ModelMismatch if the request differs."""

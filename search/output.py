@@ -74,7 +74,7 @@ def info_lines(info: IndexInfo, errors: bool, mode: str) -> Iterator[str]:
                    if faiss_info.get("trained_on") else "")
         yield (f"faiss     {faiss_info['kind']} ({faiss_info['factory']}), "
                f"{faiss_info['bytes_per_vector']} bytes/vector{trained}{knob}, "
-               f"recall@10 {recall if recall is not None else '?'}{target}; "
+               f"recall@10 {'?' if recall is None else round(recall, 3)}{target}; "
                f"requested {faiss_info['requested']}")
     for i, (reason, count) in enumerate(sorted(info.skipped_reasons.items(),
                                                key=lambda rc: -rc[1])):
