@@ -36,7 +36,7 @@ def recall_at_k(found: np.ndarray, exact: np.ndarray, self_ids: np.ndarray) -> f
     hits = 0
     for got, want, own in zip(found, exact, self_ids, strict=True):
         got = [i for i in got if i != own and i >= 0][:K]
-        want = [i for i in want if i != own][:K]
+        want = [i for i in want if i != own and i >= 0][:K]
         hits += len(set(got) & set(want)) / max(len(want), 1)
     return hits / max(len(found), 1)
 

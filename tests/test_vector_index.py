@@ -68,8 +68,9 @@ def test_a_saved_index_reloads_memory_mapped_and_answers_the_same(
     index = VectorIndex.build(catalog, DIM, VectorSettings(index_type="ivfpq", recall=0.9))
     store.save(index, str(tmp_path), catalog.generation())
     monkeypatch.setattr(store, "MMAP_MIN_BYTES", 0)  # map even this small file
-    again = store.load_or_rebuild(str(tmp_path), catalog, DIM, VectorSettings("ivfpq"),
-                                  writable=False)
+    again = store.load_or_rebuild(
+        str(tmp_path), catalog, DIM, VectorSettings("ivfpq"), writable=False
+    )
     queries = clustered(50, seed=3)
     assert again.built.knob_value == index.built.knob_value
     np.testing.assert_array_equal(again.search(queries, 10)[1], index.search(queries, 10)[1])
@@ -83,3 +84,33 @@ def test_a_graph_index_filters_ids_it_cannot_remove(catalog: Catalog) -> None:
     assert not index.needs_rebuild(20_000, VectorSettings("hnsw"))
     index.remove(np.arange(101, 2200, dtype=np.int64))
     assert index.needs_rebuild(20_000, VectorSettings("hnsw"))  # over a tenth retired
+
+
+def test_a_graph_index_stays_consistent_through_index_runs(open_library, photos, tmp_path) -> None:
+    import faiss
+    from tiny import make_photo
+
+    lib = open_library()
+    lib.index([str(photos)], vectors=VectorSettings(index_type="hnsw"))
+    assert lib.info().vector_index["kind"] == "hnsw"
+    (photos / "beach" / "p01.png").unlink()
+    (photos / "city" / "p02.jpg").unlink()
+    make_photo(photos / "city" / "p04.jpg", seed=900)  # changed: a new id, the old one retired
+    report = open_library().index([str(photos)])
+    assert (report.removed, report.changed) == (2, 1)
+    lib = open_library()
+    hits = lib.query(["anything"], k=50)
+    catalog = Catalog.open(str(tmp_path / "index"))
+    dim = int(catalog.get_meta("dim"))
+    live = {
+        int(i): v for ids, vs in catalog.iter_vectors(dim) for i, v in zip(ids, vs, strict=True)
+    }
+    # Results are exactly the live photos, never a retired id.
+    assert sorted(h.id for h in hits) == sorted(live) and len(hits) == 10
+    saved = faiss.read_index(str(tmp_path / "index" / "vectors.faiss"))
+    for file_id, vector in live.items():
+        np.testing.assert_array_equal(saved.reconstruct(file_id), vector)
+    manifest = store.read_manifest(str(tmp_path / "index"))
+    # Retired ids either were removed (a rebuild: 3 of 13 is over a tenth) or are counted.
+    assert saved.ntotal == len(live) + manifest["built"]["stale"]
+    catalog.close()
