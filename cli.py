@@ -106,12 +106,16 @@ def index(
         min=0.01, max=1.0, help="Recall@10 target the query knobs are tuned for [0.95].")] = None,
 ) -> None:
     """Index photo folders (incremental: only new and changed photos are encoded)."""
+    from search.identity import vector_settings_with
     from search.locations import check_folders
     from search.output import Progress, summary
+    from search.sizes import parse_size
 
     with _reported():
         check_folders(folders or [])  # before the index folder is created
-        vectors = _vector_settings(index, index_type, max_memory, recall)
+        vectors = vector_settings_with(
+            index, index_type, parse_size(max_memory, "--max-memory") if max_memory else None,
+            recall)
     progress = Progress(sys.stderr, "indexing", enabled=sys.stderr.isatty())
     try:
         report = _with_library(index, lambda lib: lib.index(folders or [], progress,
@@ -125,21 +129,6 @@ def index(
     if len(problems) > 10:
         typer.echo(f"... and {len(problems) - 10} more; see `clipsearch info --errors`", err=True)
     typer.echo(summary(report), err=True)
-
-
-def _vector_settings(index: str | None, index_type: str | None, max_memory: str | None,
-                     recall: float | None):  # noqa: ANN202 (a lazily imported type)
-    """The index's stored settings with the flags given applied; None if no flag was."""
-    if index_type is None and max_memory is None and recall is None:
-        return None
-    from search.library import stored_vector_settings
-    from search.sizes import parse_size
-
-    current = stored_vector_settings(index)
-    return type(current)(
-        index_type=index_type or current.index_type,
-        max_memory=parse_size(max_memory, "--max-memory") if max_memory else current.max_memory,
-        recall=recall or current.recall)
 
 
 @app.command()
@@ -255,13 +244,13 @@ def eval_(
 ) -> None:
     """Recall@K (text -> image and image -> text) on an image-caption benchmark."""
     from search.datasets import load_dataset
-    from search.evaluate import EvalOptions, evaluate
+    from search.evaluate import EvalOptions, default_eval_index, evaluate
     from search.output import Progress, eval_lines
 
     ks = _extra_ints(ctx, k or [])
     with _reported():
         data = load_dataset(dataset, images_root, split)
-        index = index or _eval_index(model, pretrained, precision)
+        index = index or default_eval_index(ModelSpec.create(model, pretrained), precision)
     bars: list[Progress] = []
 
     def progress(phase: str) -> Progress:
@@ -292,14 +281,6 @@ def _extra_ints(ctx: typer.Context, values: list[int]) -> list[int]:
             raise _fail(f"unexpected argument {arg!r} (--k takes positive integers)", 2)
         values.append(int(arg))
     return sorted(set(values))
-
-
-def _eval_index(model: str | None, pretrained: str | None, precision: str | None) -> str:
-    from search.locations import default_eval_index
-    from search.models import default_device, resolve_precision
-
-    spec = ModelSpec.create(model, pretrained)
-    return default_eval_index(str(spec), resolve_precision(precision or "auto", default_device()))
 
 
 @app.command()

@@ -16,6 +16,7 @@ import numpy as np
 from search.datasets import EXAMPLES, EvalSet
 from search.errors import InputFileError
 from search.library import Library
+from search.locations import eval_index_dir
 from search.metrics import (
     image_to_text_ranks,
     ranks_from_hits,
@@ -23,6 +24,7 @@ from search.metrics import (
     summary,
     text_to_image_ranks,
 )
+from search.models import ModelSpec
 from search.pipeline import ProgressFn
 
 # What CLIP_benchmark calls the same numbers (fractions there, percent here):
@@ -60,6 +62,13 @@ def evaluate(lib: Library, data: EvalSet, options: EvalOptions = EvalOptions(),
         clock.lap("through_index")
     report["timings_s"] = clock.laps
     return report
+
+
+def default_eval_index(spec: ModelSpec, precision: str | None) -> str:
+    """The benchmark index for this model and (resolved) precision."""
+    from search.models import default_device, resolve_precision
+
+    return eval_index_dir(str(spec), resolve_precision(precision or "auto", default_device()))
 
 
 def _image_vectors(lib: Library, data: EvalSet, skip: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -22,16 +21,24 @@ from search.errors import (
     ModelMismatch,
     QueryError,
 )
+from search.identity import identity
 from search.images import DEFAULT_MAX_MEGAPIXELS, decoder_signature, load_rgb
 from search.info import IndexInfo, index_info
 from search.locations import check_folders, default_index_dir, outermost
-from search.models import TEXT_BATCH, ClipEncoder, Encoder, ModelSpec, load_encoder
+from search.models import TEXT_BATCH, Encoder, ModelSpec, load_encoder
 from search.pipeline import Indexer, IndexReport, IndexSettings, ProgressFn
 from search.plan import Plan, plan, plan_files
-from search.query import ImageHit, TextHit, combine, rank_texts, search_images, split_weight
-from search.texttower import TextTower, TowerMismatch, export_tower, has_tower, load_tower
+from search.query import (
+    ImageHit,
+    TextHit,
+    combine,
+    image_weight,
+    rank_texts,
+    search_images,
+    split_weight,
+)
+from search.texttower import CachedTower
 
-log = logging.getLogger(__name__)
 EncoderLoader = Callable[[ModelSpec, str], Encoder]  # (model, precision) -> encoder
 
 
@@ -47,11 +54,11 @@ class Library:
         self._catalog = catalog
         self._load = load
         self._encoder: Encoder | None = None
-        self._tower: TextTower | bool | None = None  # None: not looked for; False: none usable
+        self._tower = CachedTower(index_dir)
         self._loaded: tuple[int, VectorIndex] | None = None  # (catalog generation, FAISS index)
         self._store = VectorStore(index_dir, VectorSettings.from_json(catalog.get_meta("vectors")))
         try:
-            self.model, self.precision = _identity(index_dir, catalog, model, precision)
+            self.model, self.precision = identity(index_dir, catalog, model, precision)
         except ModelMismatch:
             catalog.close()
             raise
@@ -127,7 +134,7 @@ class Library:
         report.seconds = time.monotonic() - start  # the scan included
         with self._catalog.transaction():
             self._catalog.set_meta("decoders", decoder_signature())
-        self._save_tower()  # the write lock is held here
+        self._tower.save_from(self._encoder)  # the write lock is held here
         return report
 
     def _present_roots(self) -> list[str]:
@@ -159,7 +166,7 @@ class Library:
         """
         vectors = self._vectors()
         positives = [(w, self._text_vector(t)) for w, t in map(split_weight, texts)]
-        positives += [(w, self.image_vector(p)) for w, p in map(_image_weight, images)]
+        positives += [(w, self.image_vector(p)) for w, p in map(image_weight, images)]
         minus = [(w, self._text_vector(t)) for w, t in map(split_weight, negatives)]
         query = combine(positives, minus)
         folder = os.path.realpath(os.path.expanduser(under)) if under else None  # as stored
@@ -202,28 +209,14 @@ class Library:
 
     def _text_vector(self, text: str) -> np.ndarray:
         """From the loaded model, else the traced text tower (fast cold start), else the model."""
-        if self._encoder is None and self._tower is None:
-            self._tower = load_tower(self.index_dir, self.model, self.precision) or False
-        if self._encoder is None and self._tower:
-            try:
-                return self._tower.encode_texts([text])[0]
-            except TowerMismatch as exc:
-                log.warning("%s; using the full model", exc)
-                self._tower = False
+        if self._encoder is None:
+            vector = self._tower.encode(text, self.model, self.precision)
+            if vector is not None:
+                return vector
         vector = self._get_encoder().encode_texts([text])[0]
         with contextlib.suppress(IndexBusy), writer_lock(self.index_dir):
-            self._save_tower()  # so the next cold query is fast
+            self._tower.save_from(self._encoder)  # so the next cold query is fast
         return vector
-
-    def _save_tower(self) -> None:
-        """Trace the text tower once the full model is loaded, if not done already."""
-        if not isinstance(self._encoder, ClipEncoder) or self._tower:
-            return
-        if not has_tower(self.index_dir, self.model, self._encoder.precision):
-            try:
-                export_tower(self._encoder, self.index_dir)
-            except (OSError, RuntimeError) as exc:  # a speed-up only: never fail a command
-                log.warning("could not save the text tower in %s: %s", self.index_dir, exc)
 
     def _vectors(self) -> VectorIndex:
         dim = self._catalog.get_meta("dim")
@@ -309,40 +302,3 @@ class Library:
     def info(self) -> IndexInfo:
         """Model, counts, sizes and skipped files; never loads the model."""
         return index_info(self._catalog, self.index_dir)
-
-
-def stored_vector_settings(index_dir: str | None) -> VectorSettings:
-    """The vector settings an index has recorded (defaults for a new index)."""
-    path = os.path.abspath(os.path.expanduser(index_dir or default_index_dir()))
-    try:
-        catalog = Catalog.open(path)
-    except IndexNotFound:
-        return VectorSettings()
-    try:
-        return VectorSettings.from_json(catalog.get_meta("vectors"))
-    finally:
-        catalog.close()
-
-
-def _identity(index_dir: str, catalog: Catalog, model: ModelSpec | None,
-              precision: str | None) -> tuple[ModelSpec, str]:
-    """The index's model and precision; ModelMismatch if the request differs."""
-    stored_model, stored_precision = catalog.get_meta("model"), catalog.get_meta("precision")
-    spec = ModelSpec.from_json(stored_model) if stored_model else (model or ModelSpec())
-    if stored_model and model is not None and model != spec:
-        raise ModelMismatch(
-            f"{index_dir} holds vectors of {spec}, not {model}; one index never mixes "
-            f"models: drop --model/--pretrained to use {spec}, or pass a new --index for {model}")
-    if stored_precision and precision and precision != stored_precision:
-        from search.models import default_device, resolve_precision
-
-        if resolve_precision(precision, default_device()) != stored_precision:
-            raise ModelMismatch(
-                f"{index_dir} holds {stored_precision} vectors, not {precision}; drop "
-                f"--precision to use {stored_precision}, or pass a new --index for {precision}")
-    return spec, stored_precision or precision or "auto"
-
-
-def _image_weight(term: str) -> tuple[float, str]:
-    """Images take weights too (`2:beach.jpg`), unless the whole string is a file."""
-    return (1.0, term) if os.path.exists(term) else split_weight(term)

@@ -19,7 +19,7 @@ def default_index_dir() -> str:
     return os.path.join(data, "clipsearch")
 
 
-def default_eval_index(model: str, precision: str) -> str:
+def eval_index_dir(model: str, precision: str) -> str:
     """Benchmarks get their own index per model and precision, beside the default one,
     so their images never show up in photo searches and a rerun encodes nothing."""
     name = f"{model}-{precision}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -103,3 +104,8 @@ def rank_texts(texts: Sequence[str], vectors: np.ndarray, query: np.ndarray,
     # Stable tie-break by corpus order, so equal scores rank deterministically.
     order = sorted(top, key=lambda i: (-float(scores[i]), int(i)))
     return [TextHit(rank, float(scores[i]), texts[i]) for rank, i in enumerate(order, 1)]
+
+
+def image_weight(term: str) -> tuple[float, str]:
+    """Images take weights too (`2:beach.jpg`), unless the whole string is a file."""
+    return (1.0, term) if os.path.exists(term) else split_weight(term)

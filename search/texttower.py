@@ -185,3 +185,37 @@ def _simple_tokenizer(context_length: int) -> Any:
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module.SimpleTokenizer(context_length=context_length)
+
+
+class CachedTower:
+    """One index's tower: looked for once, used while it matches, saved from a loaded model."""
+
+    def __init__(self, index_dir: str) -> None:
+        self._index_dir = index_dir
+        self._tower: TextTower | None = None
+        self._looked = False
+
+    def encode(self, text: str, spec: ModelSpec, precision: str) -> np.ndarray | None:
+        """The text's vector from the saved tower, or None when there is no usable one."""
+        if not self._looked:
+            self._looked = True
+            self._tower = load_tower(self._index_dir, spec, precision)
+        if self._tower is None:
+            return None
+        try:
+            return self._tower.encode_texts([text])[0]
+        except TowerMismatch as exc:
+            log.warning("%s; using the full model", exc)
+            self._tower = None
+            return None
+
+    def save_from(self, encoder: object) -> None:
+        """Export the tower of a loaded open_clip model, unless a matching one exists."""
+        if not isinstance(encoder, ClipEncoder) or self._tower is not None:
+            return
+        if has_tower(self._index_dir, encoder.spec, encoder.precision):
+            return
+        try:
+            export_tower(encoder, self._index_dir)
+        except (OSError, RuntimeError) as exc:  # a speed-up only: never fail a command
+            log.warning("could not save the text tower in %s: %s", self._index_dir, exc)
