@@ -22,8 +22,15 @@ from common import CACHE, ROOT
 
 DIM = 512
 QUERY = r"""
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
+
+def peak_rss_mb():
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across exec.
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+
 sys.path.insert(0, {root!r})
 from indexes.catalog import Catalog
 from indexes.store import load_or_rebuild
@@ -42,7 +49,7 @@ single.sort()
 print(json.dumps({{"load_s": load, "p50_ms": 1000 * single[len(single) // 2],
                   "p99_ms": 1000 * single[int(len(single) * 0.99) - 1],
                   "batch_qps": len(queries) / batch,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+                  "rss_mb": peak_rss_mb()}}))
 """
 
 
@@ -116,14 +123,18 @@ def main() -> None:
         recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
         manifest = store.read_manifest(str(folder))
         rows.append((kind, index.built, build, manifest["bytes"] / args.count, recall, measured))
-    flat = next((r[5] for r in rows if r[0] == "flat"), None)
-    print(f"{args.count} vectors x {DIM}-d, 1000 fresh queries, 2 threads")
-    for kind, built, build, per_vector, recall, m in rows:
-        speedup = f", {flat['p50_ms'] / m['p50_ms']:.1f}x flat p50" if flat else ""
-        knob = f" {built.knob}={built.knob_value}" if built.knob else ""
-        print(f"{kind:6} {built.factory:28} build {build:7.1f}s  {per_vector:7.1f} B/vector  "
-              f"RSS {m['rss_mb']:6.0f} MB  p50 {m['p50_ms']:6.2f} ms  p99 {m['p99_ms']:6.2f} ms  "
-              f"batch {m['batch_qps']:7.0f} q/s  recall@10 {recall:.3f}{knob}{speedup}")
+        if len(rows) == 1:
+            print(f"{args.count} vectors x {DIM}-d, 1000 fresh queries, 2 threads", flush=True)
+        _print_row(rows[-1], rows[0][5] if rows[0][0] == "flat" else None)
+
+
+def _print_row(row: tuple, flat: dict | None) -> None:
+    kind, built, build, per_vector, recall, m = row
+    speedup = f", {flat['p50_ms'] / m['p50_ms']:.1f}x flat p50" if flat else ""
+    knob = f" {built.knob}={built.knob_value}" if built.knob else ""
+    print(f"{kind:6} {built.factory:28} build {build:7.1f}s  {per_vector:7.1f} B/vector  "
+          f"RSS {m['rss_mb']:6.0f} MB  p50 {m['p50_ms']:6.2f} ms  p99 {m['p99_ms']:6.2f} ms  "
+          f"batch {m['batch_qps']:7.0f} q/s  recall@10 {recall:.3f}{knob}{speedup}", flush=True)
 
 
 if __name__ == "__main__":
