@@ -222,9 +222,10 @@ class Catalog:
                 out[int(i)] = row[0]
         return out
 
-    def iter_vectors(self, dim: int, chunk: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """All (ids, vectors) in id order, in bounded chunks, for rebuilding FAISS."""
-        last = -1
+    def iter_vectors(self, dim: int, chunk: int = 65536,
+                     after: int = -1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All (ids, vectors) with id > `after`, in id order, in bounded chunks."""
+        last = after
         while True:
             rows = self._conn.execute(
                 "SELECT id, vector FROM files WHERE vector IS NOT NULL AND id > ? "
@@ -235,6 +236,10 @@ class Catalog:
             vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, dim)
             yield ids, vecs
             last = int(ids[-1])
+
+    def max_vector_id(self) -> int:
+        row = self._conn.execute("SELECT max(id) FROM files WHERE vector NOT NULL").fetchone()
+        return int(row[0] or 0)
 
     def sample_with_ids(self, size: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """A seeded random sample of (ids, vectors), for training and recall estimates."""

@@ -11,6 +11,8 @@ import math
 import os
 from dataclasses import dataclass
 
+from indexes.errors import IndexSettingsError
+
 KINDS = ("auto", "flat", "hnsw", "ivfpq")
 FLAT_MAX = 200_000  # past this a flat scan costs > ~20 ms per query on 2 cores
 HNSW_MAX = 2_000_000  # past this HNSW's build time (hours on a laptop) stops paying
@@ -25,11 +27,7 @@ class IndexSpec:
     kind: str  # flat, hnsw, ivfpq, or factory
     factory: str  # a FAISS index_factory string (inner-product metric)
     knob: str | None = None  # the query-time parameter tuned for recall: nprobe or efSearch
-
-    @property
-    def trained(self) -> bool:
-        """Whether the index must be trained on sample vectors before adding."""
-        return "IVF" in self.factory or "PQ" in self.factory
+    trained: bool = False  # must be trained on sample vectors before adding
 
 
 def default_max_memory() -> int:
@@ -43,7 +41,10 @@ def default_max_memory() -> int:
 def choose(requested: str, count: int, dim: int, max_memory: int) -> IndexSpec:
     """The index for `count` vectors of `dim` floats. `requested` is a kind or a factory."""
     if requested not in KINDS:
-        return IndexSpec("factory", requested, _knob_of(requested))
+        # Ids must survive: wrap what cannot store them (IVF stores its own).
+        factory = requested if "IVF" in requested or requested.startswith("IDMap") \
+            else f"IDMap2,{requested}"
+        return IndexSpec("factory", factory, _knob_of(requested), _needs_training(factory, dim))
     if requested == "auto":
         requested = _auto(count, dim, max_memory)
     if requested == "flat":
@@ -80,7 +81,19 @@ def _ivfpq(count: int, dim: int, max_memory: int) -> IndexSpec:
     # OPQ's rotation buys a few points of recall but costs minutes of training:
     # worth it only for collections large enough to need compression anyway.
     opq = f"OPQ{m}," if count >= OPQ_MIN else ""
-    return IndexSpec("ivfpq", f"{opq}IVF{nlist},PQ{m}x8", "nprobe")
+    return IndexSpec("ivfpq", f"{opq}IVF{nlist},PQ{m}x8", "nprobe", trained=True)
+
+
+def _needs_training(factory: str, dim: int) -> bool:
+    """Ask FAISS (building an empty index is cheap); IndexSettingsError if it cannot."""
+    import faiss
+
+    try:
+        return not faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT).is_trained
+    except RuntimeError as exc:
+        raise IndexSettingsError(f"--index-type {factory!r}: FAISS cannot build it "
+                                 f"({str(exc).splitlines()[0][:120]}); see the index_factory "
+                                 "documentation, or use auto, flat, hnsw or ivfpq") from None
 
 
 def _knob_of(factory: str) -> str | None:

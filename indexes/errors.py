@@ -21,3 +21,7 @@ class IndexBusy(ClipSearchError):
 
 class IndexFormatError(ClipSearchError):
     """The catalog is damaged or was written by a newer clipsearch."""
+
+
+class IndexSettingsError(ClipSearchError):
+    """An --index-type (FAISS factory string) or related setting that cannot work."""

@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 
 INDEX_FILE = "vectors.faiss"
 MANIFEST_FILE = "vectors.json"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: max_id, requested, mtime_ns
 MMAP_MIN_BYTES = 64 << 20  # read-only loads map files this large instead of reading them
+FULL_CHECK_MAX_BYTES = 256 << 20  # read-only loads of larger files check size and mtime only
 
 
 def save(index: VectorIndex, index_dir: str, generation: int) -> None:
@@ -43,10 +44,11 @@ def save(index: VectorIndex, index_dir: str, generation: int) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    st = os.stat(path)
     manifest = {"format": FORMAT_VERSION, "generation": generation, "count": index.count,
-                "dim": index.dim, "crc32": crc, "bytes": os.path.getsize(path),
+                "dim": index.dim, "crc32": crc, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
                 "built": asdict(index.built)}
-    _atomic_write(os.path.join(index_dir, MANIFEST_FILE), json.dumps(manifest, indent=1).encode())
+    atomic_write(os.path.join(index_dir, MANIFEST_FILE), json.dumps(manifest, indent=1).encode())
 
 
 def read_manifest(index_dir: str) -> dict | None:
@@ -68,7 +70,8 @@ def load_or_rebuild(index_dir: str, catalog: Catalog, dim: int, settings: Vector
     """
     loaded = _load(index_dir, catalog.generation(), dim, writable)
     if loaded is not None:
-        return loaded.attach(catalog)
+        loaded.attach(catalog).catch_up(catalog)  # rows an ongoing index run committed since
+        return loaded
     with catalog.snapshot():
         generation = catalog.generation()
         index = VectorIndex.build(catalog, dim, settings)
@@ -78,29 +81,51 @@ def load_or_rebuild(index_dir: str, catalog: Catalog, dim: int, settings: Vector
 
 
 def _load(index_dir: str, generation: int, dim: int, writable: bool) -> VectorIndex | None:
+    """The saved index if intact; a stale one only for reading (caught up by the caller)."""
     import faiss
 
     manifest = read_manifest(index_dir)
     path = os.path.join(index_dir, INDEX_FILE)
     if manifest is None or manifest.get("format") != FORMAT_VERSION:
         return None  # never saved, saved in part, or by an older layout: rebuild
-    if manifest.get("generation") != generation or not os.path.isfile(path):
-        return None
-    if _crc32(path) != manifest.get("crc32"):
-        log.warning("%s is damaged (checksum mismatch); rebuilding it from the catalog", path)
+    if (writable and manifest.get("generation") != generation) or not _intact(path, manifest,
+                                                                              writable):
         return None
     flags = 0
-    if not writable and os.path.getsize(path) >= MMAP_MIN_BYTES:
+    if not writable and manifest["bytes"] >= MMAP_MIN_BYTES:
         flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
     try:
         index = VectorIndex(faiss.read_index(path, flags), Built(**manifest["built"]))
     except (RuntimeError, TypeError) as exc:
         log.warning("%s cannot be read (%s); rebuilding it from the catalog", path, exc)
         return None
-    if index.dim != dim or index.count != manifest.get("count"):
-        return None
+    if index.dim != dim or index.count != manifest.get("count") or not _same_file(path, manifest):
+        return None  # replaced while we read it: the next load will see a consistent pair
     index.apply_knob()
     return index
+
+
+def _intact(path: str, manifest: dict, writable: bool) -> bool:
+    """The file the manifest describes. Writers and small files get a full CRC-32; a
+    query process skips reading a large file whole (it is mapped) and checks its size and
+    modification time instead."""
+    if not _same_file(path, manifest):
+        log.warning("%s does not match its manifest; rebuilding it from the catalog", path)
+        return False
+    if not writable and manifest["bytes"] >= FULL_CHECK_MAX_BYTES:
+        return True
+    if _crc32(path) != manifest.get("crc32"):
+        log.warning("%s is damaged (checksum mismatch); rebuilding it from the catalog", path)
+        return False
+    return True
+
+
+def _same_file(path: str, manifest: dict) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (st.st_size, st.st_mtime_ns) == (manifest.get("bytes"), manifest.get("mtime_ns"))
 
 
 def _crc32(path: str) -> int:
@@ -125,7 +150,7 @@ def _fsync_file(path: str) -> None:
         os.close(fd)
 
 
-def _atomic_write(path: str, data: bytes) -> None:
+def atomic_write(path: str, data: bytes) -> None:
     folder = os.path.dirname(path) or "."
     tmp = _temp_path(folder, os.path.basename(path))
     try:
@@ -169,4 +194,5 @@ class VectorStore:
                 index = VectorIndex.build(catalog, index.dim, self.settings)
         else:
             generation = catalog.generation()
+            index.retune(catalog, self.settings)  # a new --recall needs no rebuild
         self.save(index, generation)

@@ -25,10 +25,11 @@ def exact_neighbours(queries: np.ndarray, chunks: Iterable[tuple[np.ndarray, np.
         scores = np.concatenate([best_scores, queries @ vectors.T], axis=1)
         candidates = np.concatenate([best_ids, np.broadcast_to(ids, (len(queries), len(ids)))],
                                     axis=1)
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # the k best, unordered
         best_scores = np.take_along_axis(scores, top, axis=1)
         best_ids = np.take_along_axis(candidates, top, axis=1)
-    return best_ids
+    order = np.argsort(-best_scores, axis=1, kind="stable")
+    return np.take_along_axis(best_ids, order, axis=1)
 
 
 def recall_at_k(found: np.ndarray, exact: np.ndarray, self_ids: np.ndarray) -> float:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import faiss
 
 STALE_LIMIT = 0.10  # rebuild a graph index once a tenth of its entries are retired ids
+_GROWTH = ("flat", "hnsw", "ivfpq", "factory")  # the order kinds succeed each other in
 REFINE = 10  # compressed codes: re-rank 10x k candidates exactly (from the catalog, on disk)
 
 
@@ -46,7 +47,9 @@ class VectorSettings:
 
     @classmethod
     def from_json(cls, text: str | None) -> VectorSettings:
-        return cls(**json.loads(text)) if text else cls()
+        """Unknown keys (from a newer clipsearch) are ignored."""
+        data = json.loads(text) if text else {}
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
     def spec_for(self, count: int, dim: int) -> IndexSpec:
         spec = choose(self.index_type, count, dim, self.max_memory or default_max_memory())
@@ -66,6 +69,8 @@ class Built:
     trained_on: int = 0
     stale: int = 0  # retired ids still inside (graph indexes cannot remove)
     refine: int = 0  # re-rank refine*k candidates exactly with the catalog's vectors
+    requested: str = "auto"  # the --index-type it was built for
+    max_id: int = 0  # the largest catalog id inside: later rows are missing from this file
 
 
 class VectorIndex:
@@ -103,7 +108,8 @@ class VectorIndex:
             index.add_with_ids(vectors, ids)
         built = Built(spec.kind, spec.factory, spec.knob, trained_on=trained_on,
                       recall=1.0 if spec.kind == "flat" else None,
-                      refine=REFINE if "PQ" in spec.factory else 0)
+                      refine=REFINE if "PQ" in spec.factory else 0,
+                      requested=settings.index_type, max_id=catalog.max_vector_id())
         result = cls(index, built).attach(catalog)
         if spec.knob and count:
             result._tune(catalog, dim, settings.recall)
@@ -144,6 +150,13 @@ class VectorIndex:
         if len(ids):
             self._index.add_with_ids(np.ascontiguousarray(vectors, np.float32),
                                      np.ascontiguousarray(ids, np.int64))
+            self.built.max_id = max(self.built.max_id, int(np.max(ids)))
+
+    def catch_up(self, catalog: Catalog) -> None:
+        """Add the rows committed after this file was saved (ids only grow), so a query
+        during an index run need not rebuild; retired ids are filtered by the caller."""
+        for ids, vectors in catalog.iter_vectors(self.dim, after=self.built.max_id):
+            self.add(ids, vectors)
 
     def remove(self, ids: np.ndarray) -> None:
         if not len(ids):
@@ -154,36 +167,60 @@ class VectorIndex:
             self.built.stale += len(ids)
 
     def needs_rebuild(self, count: int, settings: VectorSettings) -> bool:
-        """The collection outgrew this kind, the training set, or the retired entries."""
-        wanted = settings.spec_for(count, self.dim)
-        if wanted.factory != self.built.factory:
+        """The settings changed, the collection outgrew this kind or its training set
+        (grown or shrunk 4x), or too many entries are retired ids. Thresholds are
+        one-way or 4x apart, so a collection hovering at a boundary never flip-flops."""
+        if self.built.requested != settings.index_type:
             return True
-        if self.built.trained_on and count > RETRAIN_GROWTH * self.built.trained_on:
+        wanted = settings.spec_for(count, self.dim)
+        if wanted.kind != self.built.kind and _GROWTH.index(wanted.kind) > _GROWTH.index(
+                self.built.kind):
+            return True  # flat -> hnsw -> ivfpq as the collection grows, never back by itself
+        trained = self.built.trained_on
+        if trained and not trained / RETRAIN_GROWTH <= count <= trained * RETRAIN_GROWTH:
             return True
         return self.built.stale > STALE_LIMIT * max(self.count, 1)
+
+    def retune(self, catalog: Catalog, settings: VectorSettings) -> bool:
+        """Tune the knob again for a new recall target; True if it did."""
+        if not self.built.knob or self.built.recall_target == settings.recall or not self.count:
+            return False
+        self.attach(catalog)._tune(catalog, self.dim, settings.recall)
+        return True
 
     def search(self, queries: np.ndarray, k: int,
                allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) per row, -1 where fewer exist; may hold retired ids (filter
         them against the catalog). `allowed` restricts to those ids."""
+        import faiss
+
         queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.dim)
         if self.count == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        if allowed is not None and self.exact:
-            return self._search_selected(queries, k, allowed)
         want = k + min(self.built.stale, 4 * k)  # room for retired ids the caller drops
         fetch = want
-        if allowed is not None:  # approximate kinds: over-fetch, then keep the allowed ids
-            fetch = max(fetch, 4 * k)
         refine = self.built.refine and self._catalog is not None
         if refine:
             fetch = max(fetch, self.built.refine * k)
-        scores, ids = self._index.search(queries, min(fetch, self.count))
-        if allowed is not None:
-            scores, ids = _keep(scores, ids, allowed, fetch)
+        fetch = min(fetch, self.count if allowed is None else len(allowed))
+        sel = None if allowed is None else faiss.IDSelectorBatch(allowed.astype(np.int64))
+        scores, ids = self._index.search(queries, max(fetch, 1), params=self._params(sel))
         if refine:
             scores, ids = self._rerank(queries, ids)
         return scores[:, :want], ids[:, :want]
+
+    def _params(self, sel: Any) -> Any:
+        """Search parameters carrying an id filter, of the type each index kind expects."""
+        import faiss
+
+        if sel is None:
+            return None
+        if self.built.knob == "nprobe":  # IVF refuses plain parameters
+            params = faiss.SearchParametersIVF(sel=sel, nprobe=self.built.knob_value or 1)
+            if isinstance(self._index, faiss.IndexPreTransform):
+                return faiss.SearchParametersPreTransform(index_params=params)
+            return params
+        return faiss.SearchParameters(sel=sel)  # IDMap2 translates ids for the inner index
 
     def _rerank(self, queries: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact scores for the candidates, from the catalog's float vectors."""
@@ -197,26 +234,6 @@ class VectorIndex:
             out_s[row, :len(order)] = scores[order]
             out_i[row, :len(order)] = found[order]
         return out_s, out_i
-
-    def _search_selected(self, queries: np.ndarray, k: int,
-                         allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        import faiss
-
-        k = max(1, min(k, len(allowed)))
-        params: Any = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed.astype(np.int64)))
-        return self._index.search(queries, k, params=params)
-
-
-def _keep(scores: np.ndarray, ids: np.ndarray, allowed: np.ndarray,
-          k: int) -> tuple[np.ndarray, np.ndarray]:
-    mask = np.isin(ids, allowed)
-    out_s = np.full((len(ids), k), -np.inf, np.float32)
-    out_i = np.full((len(ids), k), -1, np.int64)
-    for row in range(len(ids)):
-        keep = np.flatnonzero(mask[row])[:k]
-        out_s[row, :len(keep)] = scores[row, keep]
-        out_i[row, :len(keep)] = ids[row, keep]
-    return out_s, out_i
 
 
 def _make(dim: int, factory: str) -> faiss.Index:

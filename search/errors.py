@@ -8,6 +8,7 @@ from indexes.errors import (  # noqa: F401
     IndexBusy,
     IndexFormatError,
     IndexNotFound,
+    IndexSettingsError,
 )
 
 

@@ -97,6 +97,8 @@ class Library:
         with writer_lock(self.index_dir):
             refit = vectors is not None and vectors != self._store.settings
             if vectors is not None and refit:
+                dim = self._catalog.get_meta("dim")
+                vectors.spec_for(1_000_000, int(dim) if dim else 512)  # a bad factory fails here
                 with self._catalog.transaction():
                     self._catalog.set_meta("vectors", vectors.to_json())
                 self._store.settings = vectors

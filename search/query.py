@@ -64,7 +64,7 @@ def combine(positives: Sequence[tuple[float, np.ndarray]],
     return (total / norm).astype(np.float32)
 
 
-EXACT_SUBSET = 50_000  # a folder this small is scanned exactly, whatever the index kind
+EXACT_SUBSET = 2_000  # a folder this small is scanned exactly, whatever the index kind
 
 
 def search_images(index: VectorIndex, catalog: Catalog, query: np.ndarray, k: int,
@@ -76,10 +76,11 @@ def search_images(index: VectorIndex, catalog: Catalog, query: np.ndarray, k: in
     if index.count == 0 or (allowed is not None and len(allowed) == 0):
         return []
     if allowed is not None and not index.exact and len(allowed) <= EXACT_SUBSET:
-        # An approximate index would have to over-fetch blindly for a small folder.
-        scores = catalog.vectors_by_ids(allowed, index.dim) @ query
+        # A few thousand vectors are faster to scan than to filter inside the index.
+        present, vectors = catalog.existing_vectors(allowed, index.dim)  # a writer may delete
+        scores = vectors @ query
         top = np.argsort(-scores, kind="stable")[:k]
-        found = [(float(scores[j]), int(allowed[j])) for j in top]
+        found = [(float(scores[j]), int(present[j])) for j in top]
     else:
         scores, ids = index.search(query[None, :], k, allowed)
         found = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]

@@ -11,6 +11,7 @@ time, and only for the same model, precision and torch version.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.metadata
 import importlib.util
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from indexes.store import atomic_write
 from search.models import ClipEncoder, ModelSpec
 
 log = logging.getLogger(__name__)
@@ -100,11 +102,11 @@ def load_tower(index_dir: str, spec: ModelSpec, precision: str) -> TextTower | N
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # TorchScript is "deprecated"
             module = torch.jit.load(path, map_location="cpu")  # 3x faster than from bytes
-    except (OSError, RuntimeError) as exc:
+        probe = np.asarray(meta["probe"], dtype=np.float32)
+        return TextTower(module, _simple_tokenizer(meta["context_length"]), probe)
+    except (OSError, RuntimeError, KeyError, ValueError, ImportError) as exc:
         log.warning("cannot load %s (%s); the full model will be used", path, exc)
         return None
-    probe = np.asarray(meta["probe"], dtype=np.float32)
-    return TextTower(module, _simple_tokenizer(meta["context_length"]), probe)
 
 
 def export_tower(encoder: ClipEncoder, index_dir: str) -> bool:
@@ -141,14 +143,22 @@ def export_tower(encoder: ClipEncoder, index_dir: str) -> bool:
             crc = zlib.crc32(f.read())
         os.replace(tmp, os.path.join(index_dir, TOWER_FILE))
     except BaseException:
-        os.unlink(tmp)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         raise
     meta = {**_identity(encoder.spec, encoder.precision), "crc32": crc,
             "probe": expected[0].tolist(),
             "context_length": int(tokenizer.context_length)}
-    with open(os.path.join(index_dir, META_FILE), "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=1)
+    # A reader seeing the new tower with the old meta fails the CRC and uses the model.
+    atomic_write(os.path.join(index_dir, META_FILE), json.dumps(meta, indent=1).encode())
     return True
+
+
+def forget_tower(index_dir: str) -> None:
+    """Remove a tower that gave wrong vectors, so the next model load saves a good one."""
+    for name in (META_FILE, TOWER_FILE):
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(index_dir, name))
 
 
 def _encode_text_module(model: Any) -> Any:
@@ -207,6 +217,7 @@ class CachedTower:
         except TowerMismatch as exc:
             log.warning("%s; using the full model", exc)
             self._tower = None
+            forget_tower(self._index_dir)
             return None
 
     def save_from(self, encoder: object) -> None:

@@ -153,7 +153,9 @@ def test_damaged_faiss_file_is_detected_and_rebuilt(
     # Flip a byte inside the first stored vector (after the small header): FAISS
     # itself loads such a file without complaint and returns wrong scores.
     data[200] ^= 0x40
+    stamp = path.stat().st_mtime_ns
     path.write_bytes(bytes(data))
+    os.utime(path, ns=(stamp, stamp))  # as disk damage would: same size, same mtime
     with caplog.at_level("WARNING"):
         hits = open_library().query(["night"], k=12)
     assert "checksum" in caplog.text
@@ -305,3 +307,14 @@ def test_an_empty_folder_is_refused_before_anything_is_pruned(open_library, phot
     with pytest.raises(NoImagesFound, match="empty"):
         open_library().index([str(photos), str(tmp_path / "empty")])
     assert open_library().info().vectors == 12
+
+
+def test_a_truncated_faiss_file_is_rebuilt(open_library, photos, tmp_path, caplog) -> None:
+    lib = open_library()
+    lib.index([str(photos)])
+    expected = [h.path for h in lib.query(["night"], k=5)]
+    path = tmp_path / "index" / INDEX_FILE
+    path.write_bytes(path.read_bytes()[:-100])
+    with caplog.at_level("WARNING"):
+        assert [h.path for h in open_library().query(["night"], k=5)] == expected
+    assert "does not match its manifest" in caplog.text
