@@ -114,3 +114,46 @@ def test_a_graph_index_stays_consistent_through_index_runs(open_library, photos,
     # Retired ids either were removed (a rebuild: 3 of 13 is over a tenth) or are counted.
     assert saved.ntotal == len(live) + manifest["built"]["stale"]
     catalog.close()
+
+
+def test_growth_rules_do_not_flip_flop_at_a_boundary(catalog: Catalog) -> None:
+    index = VectorIndex.build(catalog, DIM, VectorSettings(index_type="ivfpq", recall=0.9))
+    settings = VectorSettings(index_type="ivfpq", recall=0.9)
+    # Adding or deleting a few photos changes the ideal list count, not the index.
+    assert not index.needs_rebuild(20_050, settings) and not index.needs_rebuild(19_950, settings)
+    assert index.needs_rebuild(4 * 20_000 + 1, settings)  # past 4x the training set: retrain
+    assert index.needs_rebuild(20_000, VectorSettings(index_type="hnsw"))  # asked for another
+
+
+def test_a_bad_factory_string_is_refused_with_a_clear_error() -> None:
+    from indexes.errors import IndexSettingsError
+
+    with pytest.raises(IndexSettingsError, match="NotAnIndex"):
+        choose("NotAnIndex,Flat", 1000, DIM, 1 << 30)
+    assert choose("HNSW16,Flat", 1000, DIM, 1 << 30).factory == "IDMap2,HNSW16,Flat"
+
+
+def test_a_query_catches_up_with_rows_committed_after_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cat = Catalog.open(str(tmp_path), create=True)
+    vectors = clustered(300, seed=5)
+    with cat.transaction():
+        for i, v in enumerate(vectors[:200]):
+            cat.put_file(f"/p/{i}", 1, 1, f"a{i}", v, None)
+        cat.bump_generation()
+    index = VectorIndex.build(cat, DIM, VectorSettings())
+    store.save(index, str(tmp_path), cat.generation())
+    with cat.transaction():  # an index run commits more, but has not saved the file yet
+        for i, v in enumerate(vectors[200:], 200):
+            cat.put_file(f"/p/{i}", 1, 1, f"a{i}", v, None)
+        cat.bump_generation()
+    def no_rebuild(*args: object) -> None:
+        raise AssertionError("a stale but intact file must be caught up, not rebuilt")
+
+    monkeypatch.setattr(VectorIndex, "build", no_rebuild)
+    reader = store.load_or_rebuild(str(tmp_path), cat, DIM, VectorSettings(), writable=False)
+    assert reader.count == 300
+    _, ids = reader.search(vectors[250][None], 1)
+    assert ids[0][0] == 251  # the newest row is found (ids start at 1)
+    cat.close()
