@@ -27,13 +27,13 @@ app.add_typer(texts_app, name="texts")
 
 T = TypeVar("T")
 IndexOpt = Annotated[Optional[str], typer.Option(
-    "--index", help="Index folder [default: $CLIPSEARCH_INDEX or ~/.local/share/clipsearch].")]
+    "--index", help="Index folder (default: $CLIPSEARCH_INDEX or ~/.local/share/clipsearch).")]
 ModelOpt = Annotated[Optional[str], typer.Option(
     "--model", help="open_clip model: a name (ViT-B-32), hf-hub:ORG/REPO or local-dir:PATH. "
     "Defaults to the index's model, else ViT-B-32.")]
 PretrainedOpt = Annotated[Optional[str], typer.Option(
     "--pretrained", help="open_clip pretrained tag or a local checkpoint file "
-    "[default: laion2b_s34b_b79k for ViT-B-32].")]
+    "(default: laion2b_s34b_b79k for ViT-B-32).")]
 PrecisionOpt = Annotated[Optional[str], typer.Option(
     "--precision", help="auto (bf16 on CPUs with native bf16, fp16 on CUDA, else fp32), fp32, "
     "bf16 or fp16. Defaults to the index's, else auto.")]
@@ -99,11 +99,11 @@ def index(
     precision: PrecisionOpt = None,
     index_type: Annotated[Optional[str], typer.Option(
         "--index-type", help="auto, flat, hnsw, ivfpq, or a FAISS index_factory string "
-        "[default: the index's, else auto].")] = None,
+        "(default: the index's, else auto).")] = None,
     max_memory: Annotated[Optional[str], typer.Option(
-        help="Memory for the vector index, e.g. 2G or 512M [default: a quarter of RAM].")] = None,
+        help="Memory for the vector index, e.g. 2G or 512M (default: a quarter of RAM).")] = None,
     recall: Annotated[Optional[float], typer.Option(
-        min=0.01, max=1.0, help="Recall@10 target the query knobs are tuned for [0.95].")] = None,
+        min=0.01, max=1.0, help="Recall@10 target the query knobs are tuned for (0.95).")] = None,
 ) -> None:
     """Index photo folders (incremental: only new and changed photos are encoded)."""
     from search.identity import vector_settings_with
@@ -228,9 +228,9 @@ def eval_(
         help="Karpathy or COCO captions .json, or .csv/.tsv/.jsonl with image and caption "
         "columns.")],
     images_root: Annotated[str, typer.Option(help="Folder the dataset's image paths are in.")],
-    split: Annotated[Optional[str], typer.Option(help="Split to use [Karpathy: test].")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split to use (Karpathy: test).")] = None,
     k: Annotated[Optional[list[int]], typer.Option(
-        "--k", help="Recall@K cut-offs, e.g. --k 1 5 10 [default: 1 5 10].")] = None,
+        "--k", help="Recall@K cut-offs, e.g. --k 1 5 10 (default: 1 5 10).")] = None,
     json_file: Annotated[Optional[Path], typer.Option(
         "--json", help="Also write the full report (JSON) to this file.")] = None,
     through_index: Annotated[bool, typer.Option(
@@ -238,8 +238,8 @@ def eval_(
     skip_missing: Annotated[bool, typer.Option(
         help="Leave out missing or unreadable images (reported) instead of failing.")] = False,
     index: Annotated[Optional[str], typer.Option(
-        "--index", help="Index for the benchmark's vectors [default: one per model and "
-        "precision beside the default index].")] = None,
+        "--index", help="Index for the benchmark's vectors (default: one per model and "
+        "precision beside the default index).")] = None,
     model: ModelOpt = None, pretrained: PretrainedOpt = None, precision: PrecisionOpt = None,
 ) -> None:
     """Recall@K (text -> image and image -> text) on an image-caption benchmark."""
