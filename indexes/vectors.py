@@ -90,7 +90,8 @@ class VectorIndex:
     def empty(cls, dim: int) -> VectorIndex:
         import faiss
 
-        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), Built("flat", "IDMap2,Flat"))
+        exact = Built("flat", "IDMap2,Flat", recall=1.0)
+        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), exact)
 
     @classmethod
     def build(cls, catalog: Catalog, dim: int, settings: VectorSettings) -> VectorIndex:
