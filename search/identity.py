@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
-
 from indexes.catalog import Catalog
 from indexes.vectors import VectorSettings
 from search.errors import IndexNotFound, ModelMismatch
-from search.locations import default_index_dir
+from search.locations import resolve_index_dir
 from search.models import ModelSpec
 
 
 def stored_vector_settings(index_dir: str | None) -> VectorSettings:
     """The vector settings an index has recorded (defaults for a new index)."""
-    path = os.path.abspath(os.path.expanduser(index_dir or default_index_dir()))
+    path = resolve_index_dir(index_dir)
     try:
         catalog = Catalog.open(path)
     except IndexNotFound:

@@ -24,7 +24,7 @@ from search.errors import (
 from search.identity import identity
 from search.images import DEFAULT_MAX_MEGAPIXELS, decoder_signature, load_rgb
 from search.info import IndexInfo, index_info
-from search.locations import check_folders, default_index_dir, outermost
+from search.locations import check_folders, outermost, resolve_index_dir
 from search.models import TEXT_BATCH, Encoder, ModelSpec, load_encoder
 from search.pipeline import Indexer, IndexReport, IndexSettings, ProgressFn
 from search.plan import Plan, plan, plan_files
@@ -72,7 +72,7 @@ class Library:
         `model=None` and `precision=None` mean the index's own (for a new index:
         ViT-B-32 and `auto`).
         """
-        index_dir = os.path.abspath(os.path.expanduser(index_dir or default_index_dir()))
+        index_dir = resolve_index_dir(index_dir)
         return cls(index_dir, Catalog.open(index_dir, create=create), model, load, precision)
 
     def close(self) -> None:
@@ -106,7 +106,8 @@ class Library:
                         require_images=bool(folders), retry_errors=self._decoders_changed())
             report = self._run(todo, progress, settings, start)
             dim = self._catalog.get_meta("dim")
-            if refit and dim:  # new settings: rebuild now, even if no photo changed
+            if refit and dim and not (todo.work or todo.missing):
+                # New settings and no photo changed: the run saved nothing, so rebuild now.
                 self._store.finish(self._store.load(self._catalog, int(dim)), self._catalog)
             with self._catalog.transaction():
                 for root in roots:

@@ -19,6 +19,11 @@ def default_index_dir() -> str:
     return os.path.join(data, "clipsearch")
 
 
+def resolve_index_dir(index_dir: str | None) -> str:
+    """An absolute index folder: the one given, else the default."""
+    return os.path.abspath(os.path.expanduser(index_dir or default_index_dir()))
+
+
 def eval_index_dir(model: str, precision: str) -> str:
     """Benchmarks get their own index per model and precision, beside the default one,
     so their images never show up in photo searches and a rerun encodes nothing."""

@@ -66,11 +66,6 @@ class ModelSpec:
         data = json.loads(text)
         return cls(data["model"], data.get("pretrained"))
 
-    def cli_flags(self) -> str:
-        """The flags that select this model on the command line."""
-        flags = f"--model {self.model}"
-        return flags + (f" --pretrained {self.pretrained}" if self.pretrained else "")
-
     def __str__(self) -> str:
         return f"{self.model} ({self.pretrained})" if self.pretrained else self.model
 
@@ -130,7 +125,7 @@ class ClipEncoder:
 
         with torch.inference_mode():
             pixels = pixels.to(self.device, self._dtype)  # the weights' dtype, cast once here
-            return _to_unit_rows(self._model.encode_image(pixels))
+            return unit_rows(self._model.encode_image(pixels))
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         import torch
@@ -145,7 +140,7 @@ class ClipEncoder:
                 tokens = self._tokenizer(ordered[start:start + TEXT_BATCH]).to(self.device)
                 features = (_encode_trimmed(self._model, tokens) if trim
                             else self._model.encode_text(tokens))
-                out.append(_to_unit_rows(features))
+                out.append(unit_rows(features))
         if not out:
             return np.zeros((0, self.dim), np.float32)
         rows = np.concatenate(out)
@@ -181,7 +176,7 @@ def _encode_trimmed(model: Any, tokens: torch.Tensor) -> torch.Tensor:
     return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
 
 
-def _to_unit_rows(features: torch.Tensor) -> np.ndarray:
+def unit_rows(features: torch.Tensor) -> np.ndarray:
     """Cast to float32 first so bf16/fp16 towers normalise at full precision."""
     import torch
 

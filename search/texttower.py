@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from indexes.store import atomic_write
-from search.models import ClipEncoder, ModelSpec
+from search.models import ClipEncoder, ModelSpec, unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,12 @@ class TextTower:
         batch = list(texts) if self._probe is None else [PROBES[0], *texts]
         with torch.inference_mode():
             features = self._module(self._tokenizer(batch)).float()
-        rows = torch.nn.functional.normalize(features, dim=-1).numpy()
+        rows = unit_rows(features)
         if self._probe is not None:
             if float(rows[0] @ self._probe) < MIN_COSINE:
                 raise TowerMismatch("the saved text tower gives other vectors than at export")
-            self._probe, rows = None, rows[1:]
-        return np.ascontiguousarray(rows, dtype=np.float32)
+            self._probe, rows = None, np.ascontiguousarray(rows[1:])
+        return rows
 
 
 def has_tower(index_dir: str, spec: ModelSpec, precision: str) -> bool:
@@ -126,10 +126,8 @@ def export_tower(encoder: ClipEncoder, index_dir: str) -> bool:
         # a batch size other than the traced one.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(wrapper, tokenizer(PROBES[:2]), check_trace=False)
-        got = torch.nn.functional.normalize(traced(tokenizer(PROBES)).float(), dim=-1).numpy()
-    with torch.inference_mode():  # open_clip's own encode_text, not our trimmed one
-        expected = encoder.model.encode_text(tokenizer(PROBES)).float()
-    expected = torch.nn.functional.normalize(expected, dim=-1).numpy()
+        got = unit_rows(traced(tokenizer(PROBES)))
+        expected = unit_rows(encoder.model.encode_text(tokenizer(PROBES)))  # not our trimmed one
     if np.min(np.sum(got * expected, axis=1)) < MIN_COSINE:
         log.warning("the traced text tower differs from the model; not saving it")
         return False
