@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 
 from indexes.catalog import Catalog
+from indexes.rebuild import BackgroundBuild
 from indexes.vectors import Built, VectorIndex, VectorSettings
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ MANIFEST_FILE = "vectors.json"
 FORMAT_VERSION = 3  # 3: max_id, requested, mtime_ns
 MMAP_MIN_BYTES = 64 << 20  # read-only loads map files this large instead of reading them
 FULL_CHECK_MAX_BYTES = 256 << 20  # read-only loads of larger files check size and mtime only
+EXACT = VectorSettings("flat")
 
 
 def save(index: VectorIndex, index_dir: str, generation: int) -> None:
@@ -74,10 +76,26 @@ def load_or_rebuild(index_dir: str, catalog: Catalog, dim: int, settings: Vector
         return loaded
     with catalog.snapshot():
         generation = catalog.generation()
+        wanted = settings.spec_for(catalog.counts()["vectors"], dim)
+        if not writable and wanted.kind != "flat":
+            # Training or linking a graph takes minutes at scale: a query answers exactly
+            # from the catalog instead, and the next `index` run rebuilds the file.
+            log.warning("the %s index in %s is missing or out of date; searching exactly "
+                        "meanwhile (slower); run `clipsearch index` to rebuild it",
+                        wanted.kind, index_dir)
+            return VectorIndex.build(catalog, dim, EXACT)
         index = VectorIndex.build(catalog, dim, settings)
     if save_as is not None:
         save_as(index, generation)
     return index
+
+
+def is_current(index_dir: str, generation: int) -> bool:
+    """Cheaply: the saved file matches its manifest and the catalog's generation (no CRC)."""
+    manifest = read_manifest(index_dir)
+    return (manifest is not None and manifest.get("format") == FORMAT_VERSION
+            and manifest.get("generation") == generation
+            and _same_file(os.path.join(index_dir, INDEX_FILE), manifest))
 
 
 def _load(index_dir: str, generation: int, dim: int, writable: bool) -> VectorIndex | None:
@@ -180,12 +198,16 @@ class VectorStore:
     def save(self, index: VectorIndex, generation: int) -> None:
         save(index, self.index_dir, generation)
 
-    def finish(self, index: VectorIndex, catalog: Catalog) -> None:
-        """After an index run: rebuild if the collection outgrew the index, then save.
+    def start_rebuild(self, dim: int) -> BackgroundBuild:
+        """A new index built from a snapshot of the catalog on a thread (`indexes.rebuild`)."""
+        return BackgroundBuild(self.index_dir, dim, self.settings)
 
-        Rebuilding (a new kind, retraining past 4x the training set, too many
-        retired entries) happens here, at the end of the run, and replaces the
-        file atomically like any save.
+    def finish(self, index: VectorIndex, catalog: Catalog) -> None:
+        """After an index run: rebuild if the collection still outgrows the index, then save.
+
+        Index runs start rebuilds in the background as soon as growth calls for
+        one; this catches what is left (a run that only removed photos, new
+        settings) in the foreground. Either way the file is replaced atomically.
         """
         count = catalog.counts()["vectors"]
         if index.needs_rebuild(count, self.settings):

@@ -71,6 +71,7 @@ class Built:
     refine: int = 0  # re-rank refine*k candidates exactly with the catalog's vectors
     requested: str = "auto"  # the --index-type it was built for
     max_id: int = 0  # the largest catalog id inside: later rows are missing from this file
+    built_at: int = 0  # collection size at the build: retrain once it is 4x bigger or smaller
 
 
 class VectorIndex:
@@ -110,7 +111,8 @@ class VectorIndex:
         built = Built(spec.kind, spec.factory, spec.knob, trained_on=trained_on,
                       recall=1.0 if spec.kind == "flat" else None,
                       refine=REFINE if "PQ" in spec.factory else 0,
-                      requested=settings.index_type, max_id=catalog.max_vector_id())
+                      requested=settings.index_type, max_id=catalog.max_vector_id(),
+                      built_at=count)
         result = cls(index, built).attach(catalog)
         if spec.knob and count:
             result._tune(catalog, dim, settings.recall)
@@ -168,16 +170,17 @@ class VectorIndex:
             self.built.stale += len(ids)
 
     def needs_rebuild(self, count: int, settings: VectorSettings) -> bool:
-        """The settings changed, the collection outgrew this kind or its training set
-        (grown or shrunk 4x), or too many entries are retired ids. Thresholds are
-        one-way or 4x apart, so a collection hovering at a boundary never flip-flops."""
+        """The settings changed, the collection outgrew this kind or the one it was
+        trained on (grown or shrunk 4x since), or too many entries are retired ids.
+        Thresholds are one-way or 4x apart, so a collection hovering at a boundary
+        never flip-flops."""
         if self.built.requested != settings.index_type:
             return True
         wanted = settings.spec_for(count, self.dim)
         if wanted.kind != self.built.kind and _GROWTH.index(wanted.kind) > _GROWTH.index(
                 self.built.kind):
             return True  # flat -> hnsw -> ivfpq as the collection grows, never back by itself
-        trained = self.built.trained_on
+        trained = self.built.trained_on and (self.built.built_at or self.built.trained_on)
         if trained and not trained / RETRAIN_GROWTH <= count <= trained * RETRAIN_GROWTH:
             return True
         return self.built.stale > STALE_LIMIT * max(self.count, 1)

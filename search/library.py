@@ -11,7 +11,7 @@ import numpy as np
 
 from indexes.catalog import Catalog
 from indexes.lock import writer_lock
-from indexes.store import VectorStore
+from indexes.store import VectorStore, is_current
 from indexes.vectors import VectorIndex, VectorSettings
 from search.errors import (
     FolderNotFound,
@@ -106,8 +106,10 @@ class Library:
                         require_images=bool(folders), retry_errors=self._decoders_changed())
             report = self._run(todo, progress, settings, start)
             dim = self._catalog.get_meta("dim")
-            if refit and dim and not (todo.work or todo.missing):
-                # New settings and no photo changed: the run saved nothing, so rebuild now.
+            if dim and not (todo.work or todo.missing) and (
+                    refit or not is_current(self.index_dir, self._catalog.generation())):
+                # New settings, or a lost or stale file, and no photo changed: the run
+                # saved nothing, so rebuild now.
                 self._store.finish(self._store.load(self._catalog, int(dim)), self._catalog)
             with self._catalog.transaction():
                 for root in roots:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from indexes.catalog import Catalog, FileRow
+from indexes.rebuild import BackgroundBuild
 from indexes.store import VectorStore
 from indexes.vectors import VectorIndex
 from search.errors import ImageDecodeError, Interrupted
@@ -117,6 +118,7 @@ class Indexer:
         self._dim = dim  # known when the catalog already holds vectors of this model
         self._vectors: VectorIndex | None = None
         self._synced: int | None = None  # catalog generation the in-memory FAISS reflects
+        self._rebuild: BackgroundBuild | None = None  # a new index trained while we encode
 
     def run(self, todo: Plan, progress: ProgressFn | None = None) -> IndexReport:
         """Carry out a plan (see `search.plan`): encode what is new, prune what is gone."""
@@ -127,13 +129,15 @@ class Indexer:
             if self._dim is not None:  # load before the first change, so nothing is applied twice
                 self._vectors = self._store.load(self._catalog, self._dim)
                 self._synced = self._catalog.generation()
+            finished = False
             try:
                 self._process(todo.work, todo.missing, report, progress)
                 self._remove(list(todo.missing.values()), report)
+                finished = True
             except KeyboardInterrupt:
                 raise Interrupted(report.encoded) from None
             finally:
-                self._save_vectors()
+                self._save_vectors(finished)
         report.seconds = time.monotonic() - start
         return report
 
@@ -272,10 +276,21 @@ class Indexer:
             if delta.added:
                 index.add(np.array(delta.added, np.int64), np.stack(delta.vectors))
             self._vectors = index
+            if self._rebuild is not None:
+                self._rebuild.retire(delta.removed)
+            elif index.needs_rebuild(index.count - index.built.stale, self._store.settings):
+                self._rebuild = self._store.start_rebuild(index.dim)
         self._synced = self._catalog.generation()
 
-    def _save_vectors(self) -> None:
-        # After Ctrl-C between a commit and its FAISS update, the two disagree:
-        # then the file is left stale and the next reader rebuilds it.
-        if self._vectors is not None and self._synced == self._catalog.generation():
+    def _save_vectors(self, finished: bool) -> None:
+        """Save what this run changed; a finished run also swaps in (or makes) the rebuilt
+        index its growth called for. After Ctrl-C between a commit and its FAISS update,
+        the two disagree: then the file is left stale and the next reader catches up."""
+        if self._vectors is None or self._synced != self._catalog.generation():
+            return
+        if not finished:
+            self._store.save(self._vectors, self._synced)
+        elif self._rebuild is not None:
+            self._store.finish(self._rebuild.result(self._catalog), self._catalog)
+        else:
             self._store.finish(self._vectors, self._catalog)

@@ -13,7 +13,7 @@ from tiny import make_photo
 
 from indexes.catalog import Catalog
 from indexes.store import INDEX_FILE, MANIFEST_FILE
-from indexes.vectors import VectorIndex
+from indexes.vectors import VectorIndex, VectorSettings
 
 
 def assert_faiss_matches_catalog(index_dir: Path) -> None:
@@ -141,6 +141,26 @@ def test_lost_faiss_file_is_rebuilt_from_the_catalog(open_library, photos, tmp_p
     (tmp_path / "index" / INDEX_FILE).unlink()
     assert [h.path for h in open_library().query(["night"], k=5)] == expected
     assert (tmp_path / "index" / INDEX_FILE).exists()
+
+
+def test_lost_graph_index_is_searched_exactly_until_an_index_run_rebuilds_it(
+    open_library, photos, tmp_path, reference, caplog
+) -> None:
+    # A query must not spend minutes training or linking a large index: it scans the
+    # catalog exactly, leaves the file alone, and the next `index` run (even one with
+    # no photo changed) rebuilds the kind the user asked for.
+    open_library().index([str(photos)], vectors=VectorSettings("hnsw"))
+    path = tmp_path / "index" / INDEX_FILE
+    path.unlink()
+    with caplog.at_level("WARNING"):
+        hits = open_library().query(["night"], k=12)
+    assert "searching exactly" in caplog.text and not path.exists()
+    paths = sorted(p for p in photos.rglob("*") if p.is_file())
+    scores = reference.images(paths) @ reference.texts(["night"])[0]
+    assert [h.path for h in hits] == [str(paths[i]) for i in np.argsort(-scores, kind="stable")]
+    assert open_library().index().nothing_to_do
+    assert json.loads((tmp_path / "index" / MANIFEST_FILE).read_text())["built"]["kind"] == "hnsw"
+    assert_faiss_matches_catalog(tmp_path / "index")
 
 
 def test_damaged_faiss_file_is_detected_and_rebuilt(

@@ -123,6 +123,10 @@ def test_growth_rules_do_not_flip_flop_at_a_boundary(catalog: Catalog) -> None:
     assert not index.needs_rebuild(20_050, settings) and not index.needs_rebuild(19_950, settings)
     assert index.needs_rebuild(4 * 20_000 + 1, settings)  # past 4x the training set: retrain
     assert index.needs_rebuild(20_000, VectorSettings(index_type="hnsw"))  # asked for another
+    # Large collections train on a capped sample: growth counts from the collection's
+    # size at the build, or a 1M index trained on 123k vectors would retrain every run.
+    index.built.trained_on = 5_000
+    assert not index.needs_rebuild(20_000, settings) and index.needs_rebuild(80_001, settings)
 
 
 def test_a_bad_factory_string_is_refused_with_a_clear_error() -> None:
@@ -157,3 +161,49 @@ def test_a_query_catches_up_with_rows_committed_after_the_file(
     _, ids = reader.search(vectors[250][None], 1)
     assert ids[0][0] == 251  # the newest row is found (ids start at 1)
     cat.close()
+
+
+def test_a_rebuild_runs_beside_the_encoding_and_ends_consistent(
+    open_library, photos, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from tiny import make_photo
+
+    from indexes.rebuild import BackgroundBuild
+    from search.pipeline import IndexSettings
+
+    open_library().index([str(photos)], vectors=VectorSettings(index_type="hnsw"))
+    for i in (0, 2):  # changed photos retire their old ids: 2 of 12 is over a tenth
+        make_photo(photos / "city" / f"p{i:02d}.jpg", seed=700 + i)
+    for i in range(4):
+        make_photo(photos / "new" / f"n{i}.png", seed=800 + i)
+    seen: list[tuple[str, int]] = []
+    snapshot_taken = threading.Event()
+    build = VectorIndex.build.__func__
+
+    def spy(cls, catalog, dim, settings):  # noqa: ANN001, ANN202
+        seen.append((threading.current_thread().name, catalog.generation()))
+        snapshot_taken.set()
+        return build(cls, catalog, dim, settings)
+
+    started = BackgroundBuild.__init__
+
+    def start(self, *args) -> None:  # noqa: ANN001
+        started(self, *args)
+        assert snapshot_taken.wait(60)  # so the run surely commits after the snapshot
+
+    monkeypatch.setattr(VectorIndex, "build", classmethod(spy))
+    monkeypatch.setattr(BackgroundBuild, "__init__", start)
+    report = open_library().index([str(photos)], settings=IndexSettings(batch_size=1))
+    assert (report.changed, report.new) == (2, 4)
+    [(thread, generation)] = seen  # one build, on the rebuild thread, not at the end
+    assert thread == "clipsearch-rebuild"
+    catalog = Catalog.open(str(tmp_path / "index"))
+    assert generation < catalog.generation()  # photos were committed while it built
+    catalog.close()
+    manifest = store.read_manifest(str(tmp_path / "index"))
+    assert manifest["built"]["kind"] == "hnsw" and manifest["built"]["stale"] == 0
+    from test_incremental import assert_faiss_matches_catalog
+
+    assert_faiss_matches_catalog(tmp_path / "index")  # caught up: every id, none retired
