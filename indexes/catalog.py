@@ -18,7 +18,7 @@ import numpy as np
 from indexes.errors import IndexFormatError, IndexNotFound
 from indexes.texts import Texts, chunks
 
-SCHEMA_VERSION = 2  # 2: text_cache
+SCHEMA_VERSION = 3  # 2: text_cache, 3: retired
 CATALOG_FILE = "catalog.sqlite"
 
 _SCHEMA = """
@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS texts (
     vector BLOB NOT NULL,
     added_at REAL NOT NULL
 );
+-- Ids whose vectors left the catalog, with the generation they left at: a saved FAISS
+-- file from an earlier generation is caught up (rows added, these removed), not rebuilt.
+CREATE TABLE IF NOT EXISTS retired (id INTEGER PRIMARY KEY, generation INTEGER NOT NULL);
 -- Vectors of benchmark captions, so a second evaluation encodes nothing.
 CREATE TABLE IF NOT EXISTS text_cache (text TEXT PRIMARY KEY, vector BLOB NOT NULL);
 """
@@ -212,7 +215,17 @@ class Catalog:
                            (path, size, mtime_ns, file_id))
 
     def delete_files(self, ids: Sequence[int]) -> None:
+        """Delete rows; those with vectors are logged as retired at this generation."""
+        generation = self.generation()
+        self._conn.executemany(
+            "INSERT OR IGNORE INTO retired SELECT id, ? FROM files WHERE id=? AND vector NOT NULL",
+            ((generation, i) for i in ids))
         self._conn.executemany("DELETE FROM files WHERE id=?", ((i,) for i in ids))
+
+    def retired_since(self, generation: int) -> np.ndarray:
+        """Ids whose vectors left at `generation` or later (a file saved at it still has them)."""
+        return np.fromiter((r[0] for r in self._conn.execute(
+            "SELECT id FROM retired WHERE generation >= ?", (generation,))), dtype=np.int64)
 
     def paths(self, ids: Iterable[int]) -> dict[int, str]:
         out: dict[int, str] = {}

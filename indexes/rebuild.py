@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import threading
 
-import numpy as np
-
 from indexes.catalog import Catalog
 from indexes.vectors import VectorIndex, VectorSettings
 
@@ -27,7 +25,7 @@ class BackgroundBuild:
         self._settings = settings
         self._built: VectorIndex | None = None
         self._error: BaseException | None = None
-        self._retired: list[int] = []  # ids removed from the catalog after the thread started
+        self._generation = 0  # the catalog generation of the snapshot it was built from
         self._thread = threading.Thread(target=self._work, name="clipsearch-rebuild",
                                         daemon=True)
         self._thread.start()
@@ -36,15 +34,12 @@ class BackgroundBuild:
         catalog = Catalog.open(self._index_dir)  # SQLite connections stay in their thread
         try:
             with catalog.snapshot():
+                self._generation = catalog.generation()
                 self._built = VectorIndex.build(catalog, self._dim, self._settings)
         except BaseException as exc:  # handed to the run's thread by result()
             self._error = exc
         finally:
             catalog.close()
-
-    def retire(self, ids: list[int]) -> None:
-        """Ids the run removed while the build may already have read them."""
-        self._retired.extend(ids)
 
     def result(self, catalog: Catalog) -> VectorIndex:
         """Wait for the build, then bring it up to the catalog's current state."""
@@ -53,8 +48,5 @@ class BackgroundBuild:
             raise self._error
         assert self._built is not None
         index = self._built.attach(catalog)
-        # Catalog ids are never reused, so a retired id is gone for good; one retired
-        # before the snapshot is simply not inside (a graph counts it as stale).
-        index.remove(np.array(self._retired, np.int64))
-        index.catch_up(catalog)
+        index.catch_up(catalog, self._generation)
         return index

@@ -70,17 +70,19 @@ def load_or_rebuild(index_dir: str, catalog: Catalog, dim: int, settings: Vector
     handed to `save_as(index, generation)`. Read-only loads of large files are
     memory-mapped, so a query does not first read the whole index into RAM.
     """
-    loaded = _load(index_dir, catalog.generation(), dim, writable)
-    if loaded is not None:
-        loaded.attach(catalog).catch_up(catalog)  # rows an ongoing index run committed since
-        return loaded
+    with catalog.snapshot():
+        loaded = _load(index_dir, dim, writable)
+        if loaded is not None:
+            index, generation = loaded
+            index.attach(catalog).catch_up(catalog, generation)  # what was committed since
+            return index
     with catalog.snapshot():
         generation = catalog.generation()
         wanted = settings.spec_for(catalog.counts()["vectors"], dim)
         if not writable and wanted.kind != "flat":
             # Training or linking a graph takes minutes at scale: a query answers exactly
             # from the catalog instead, and the next `index` run rebuilds the file.
-            log.warning("the %s index in %s is missing or out of date; searching exactly "
+            log.warning("the %s index in %s is missing or damaged; searching exactly "
                         "meanwhile (slower); run `clipsearch index` to rebuild it",
                         wanted.kind, index_dir)
             return VectorIndex.build(catalog, dim, EXACT)
@@ -98,29 +100,30 @@ def is_current(index_dir: str, generation: int) -> bool:
             and _same_file(os.path.join(index_dir, INDEX_FILE), manifest))
 
 
-def _load(index_dir: str, generation: int, dim: int, writable: bool) -> VectorIndex | None:
-    """The saved index if intact; a stale one only for reading (caught up by the caller)."""
+def _load(index_dir: str, dim: int, writable: bool) -> tuple[VectorIndex, int] | None:
+    """The saved index if intact, with the catalog generation it reflects (the caller
+    catches it up with what was committed since)."""
     import faiss
 
     manifest = read_manifest(index_dir)
     path = os.path.join(index_dir, INDEX_FILE)
     if manifest is None or manifest.get("format") != FORMAT_VERSION:
         return None  # never saved, saved in part, or by an older layout: rebuild
-    if (writable and manifest.get("generation") != generation) or not _intact(path, manifest,
-                                                                              writable):
+    if not _intact(path, manifest, writable):
         return None
     flags = 0
     if not writable and manifest["bytes"] >= MMAP_MIN_BYTES:
         flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
     try:
-        index = VectorIndex(faiss.read_index(path, flags), Built(**manifest["built"]))
+        index = VectorIndex(faiss.read_index(path, flags), Built(**manifest["built"]),
+                            mapped=bool(flags))
     except (RuntimeError, TypeError) as exc:
         log.warning("%s cannot be read (%s); rebuilding it from the catalog", path, exc)
         return None
     if index.dim != dim or index.count != manifest.get("count") or not _same_file(path, manifest):
         return None  # replaced while we read it: the next load will see a consistent pair
     index.apply_knob()
-    return index
+    return index, int(manifest.get("generation", -1))
 
 
 def _intact(path: str, manifest: dict, writable: bool) -> bool:

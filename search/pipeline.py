@@ -276,9 +276,8 @@ class Indexer:
             if delta.added:
                 index.add(np.array(delta.added, np.int64), np.stack(delta.vectors))
             self._vectors = index
-            if self._rebuild is not None:
-                self._rebuild.retire(delta.removed)
-            elif index.needs_rebuild(index.count - index.built.stale, self._store.settings):
+            live = index.count - index.built.stale
+            if self._rebuild is None and index.needs_rebuild(live, self._store.settings):
                 self._rebuild = self._store.start_rebuild(index.dim)
         self._synced = self._catalog.generation()
 

@@ -151,15 +151,21 @@ def test_a_query_catches_up_with_rows_committed_after_the_file(
     with cat.transaction():  # an index run commits more, but has not saved the file yet
         for i, v in enumerate(vectors[200:], 200):
             cat.put_file(f"/p/{i}", 1, 1, f"a{i}", v, None)
+        cat.delete_files(list(range(1, 21)))  # ...and retires 20 ids (deleted or changed photos)
         cat.bump_generation()
     def no_rebuild(*args: object) -> None:
         raise AssertionError("a stale but intact file must be caught up, not rebuilt")
 
     monkeypatch.setattr(VectorIndex, "build", no_rebuild)
-    reader = store.load_or_rebuild(str(tmp_path), cat, DIM, VectorSettings(), writable=False)
-    assert reader.count == 300
-    _, ids = reader.search(vectors[250][None], 1)
-    assert ids[0][0] == 251  # the newest row is found (ids start at 1)
+    monkeypatch.setattr(store, "MMAP_MIN_BYTES", 0)  # the reader maps the file, as at scale
+    for writable in (False, True):  # a query, and an index run after a kill -9
+        loaded = store.load_or_rebuild(str(tmp_path), cat, DIM, VectorSettings(), writable=writable)
+        _, ids = loaded.search(vectors[:1], 300)
+        assert sorted(ids[0][ids[0] >= 0]) == list(range(21, 301))  # exactly the live ids
+        _, ids = loaded.search(vectors[250][None], 1)
+        assert ids[0][0] == 251  # the newest row is found (ids start at 1)
+        _, ids = loaded.search(vectors[:20], 1)
+        assert not set(ids[:, 0]) & set(range(1, 21))  # retired ids are gone
     cat.close()
 
 
