@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from indexes.errors import IndexBusy
 
 LOCK_FILE = "write.lock"
+TEMP_PREFIX = "tmp-"  # atomic saves write tmp-*-NAME, then rename it over NAME
 
 
 @contextlib.contextmanager
@@ -17,7 +18,8 @@ def writer_lock(index_dir: str) -> Iterator[None]:
     """Hold the index's write lock, or raise IndexBusy at once.
 
     flock is released by the kernel when the process dies, so a killed run
-    never leaves the index locked.
+    never leaves the index locked. Temp files a killed writer left half-written
+    (every atomic save writes one, under this lock) are removed on the way in.
     """
     os.makedirs(index_dir, exist_ok=True)
     fd = os.open(os.path.join(index_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
@@ -29,6 +31,10 @@ def writer_lock(index_dir: str) -> Iterator[None]:
                 f"{index_dir} is being written by another clipsearch process; "
                 "wait for it to finish, then run this command again"
             ) from exc
+        for name in os.listdir(index_dir):
+            if name.startswith(TEMP_PREFIX):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(index_dir, name))
         yield
     finally:
         os.close(fd)

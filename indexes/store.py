@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 
 from indexes.catalog import Catalog
+from indexes.lock import TEMP_PREFIX
 from indexes.rebuild import BackgroundBuild
 from indexes.vectors import Built, VectorIndex, VectorSettings
 
@@ -158,7 +159,7 @@ def _crc32(path: str) -> int:
 
 
 def _temp_path(index_dir: str, name: str) -> str:
-    fd, tmp = tempfile.mkstemp(dir=index_dir, prefix="tmp-", suffix="-" + name)
+    fd, tmp = tempfile.mkstemp(dir=index_dir, prefix=TEMP_PREFIX, suffix="-" + name)
     os.close(fd)
     return tmp
 
