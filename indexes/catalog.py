@@ -17,8 +17,9 @@ import numpy as np
 
 from indexes.errors import IndexFormatError, IndexNotFound
 from indexes.texts import Texts, chunks
+from indexes.unlisted import Unlisted, under_bounds
 
-SCHEMA_VERSION = 3  # 2: text_cache, 3: retired
+SCHEMA_VERSION = 4  # 2: text_cache, 3: retired, 4: unlisted
 CATALOG_FILE = "catalog.sqlite"
 
 _SCHEMA = """
@@ -45,6 +46,8 @@ CREATE TABLE IF NOT EXISTS texts (
 -- Ids whose vectors left the catalog, with the generation they left at: a saved FAISS
 -- file from an earlier generation is caught up (rows added, these removed), not rebuilt.
 CREATE TABLE IF NOT EXISTS retired (id INTEGER PRIMARY KEY, generation INTEGER NOT NULL);
+-- What folder scans could not list as photos (dangling links, loops, bad names).
+CREATE TABLE IF NOT EXISTS unlisted (path TEXT PRIMARY KEY, reason TEXT NOT NULL);
 -- Vectors of benchmark captions, so a second evaluation encodes nothing.
 CREATE TABLE IF NOT EXISTS text_cache (text TEXT PRIMARY KEY, vector BLOB NOT NULL);
 """
@@ -61,12 +64,6 @@ class FileRow:
     error: str | None
 
 
-def under_bounds(folder: str) -> tuple[str, str]:
-    """Key range of paths strictly below `folder` ('0' sorts right after '/')."""
-    folder = folder.rstrip(os.sep)
-    return folder + os.sep, folder + chr(ord(os.sep) + 1)
-
-
 class Catalog:
     """One index's catalog.sqlite. Use `Catalog.open`; close with `close()`."""
 
@@ -74,6 +71,7 @@ class Catalog:
         self._conn = conn
         self.path = path
         self.texts = Texts(conn)  # the describe corpus and the caption cache
+        self.unlisted = Unlisted(conn)  # entries scans could not list, with reasons
 
     @classmethod
     def open(cls, index_dir: str, create: bool = False) -> Catalog:
@@ -300,13 +298,16 @@ class Catalog:
 
     def counts(self) -> dict[str, int]:
         row = self._conn.execute(
-            "SELECT count(*), count(vector), (SELECT count(*) FROM texts) FROM files").fetchone()
-        return {"files": row[0], "vectors": row[1], "skipped": row[0] - row[1], "texts": row[2]}
+            "SELECT count(*), count(vector), (SELECT count(*) FROM texts), "
+            "(SELECT count(*) FROM unlisted) FROM files").fetchone()
+        return {"files": row[0], "vectors": row[1], "skipped": row[0] - row[1] + row[3],
+                "texts": row[2]}
 
     def skipped(self) -> list[tuple[str, str]]:
-        """(path, reason) of every file without a vector, by path."""
-        return list(self._conn.execute(
-            "SELECT path, error FROM files WHERE vector IS NULL ORDER BY path"))
+        """(path, reason) of every file without a vector, and of every entry scans
+        could not list, by path."""
+        return sorted([*self._conn.execute(
+            "SELECT path, error FROM files WHERE vector IS NULL"), *self.unlisted.all()])
 
 
 def _unblob(blob: bytes) -> np.ndarray:

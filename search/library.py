@@ -114,6 +114,7 @@ class Library:
             with self._catalog.transaction():
                 for root in roots:
                     self._catalog.add_root(root)
+                self._catalog.unlisted.replace(roots, todo.unlisted)  # for info --errors
         return report
 
     def index_files(self, paths: Sequence[str], progress: ProgressFn | None = None,
