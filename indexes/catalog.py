@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from indexes.errors import IndexFormatError, IndexNotFound
+from indexes.guard import CheckedConnection
 from indexes.texts import Texts, chunks
 from indexes.unlisted import Unlisted, under_bounds
 
@@ -67,7 +68,7 @@ class FileRow:
 class Catalog:
     """One index's catalog.sqlite. Use `Catalog.open`; close with `close()`."""
 
-    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+    def __init__(self, conn: CheckedConnection, path: str) -> None:
         self._conn = conn
         self.path = path
         self.texts = Texts(conn)  # the describe corpus and the caption cache
@@ -84,12 +85,13 @@ class Catalog:
                 )
             os.makedirs(index_dir, exist_ok=True)
         try:
-            conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+            conn = CheckedConnection(sqlite3.connect(path, timeout=30, isolation_level=None),
+                                     path)
             conn.execute("PRAGMA journal_mode=WAL")  # readers see a snapshot while indexing
             conn.execute("PRAGMA synchronous=NORMAL")
             catalog = cls(conn, path)
             catalog._migrate()
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.DatabaseError as exc:  # e.g. not an SQLite file at all
             raise IndexFormatError(f"{path}: damaged catalog ({exc})") from exc
         return catalog
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
+
+from indexes.guard import CheckedConnection
 
 
 def chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
@@ -19,7 +20,7 @@ def chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
 class Texts:
     """Shares the catalog's connection, so its writes join the catalog's transactions."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: CheckedConnection) -> None:
         self._conn = conn
 
     def add(self, texts: Sequence[str], vectors: np.ndarray) -> int:

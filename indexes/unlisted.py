@@ -7,8 +7,9 @@ They never reach the files table (there is nothing to fingerprint), but `info
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Sequence
+
+from indexes.guard import CheckedConnection
 
 
 def under_bounds(folder: str) -> tuple[str, str]:
@@ -25,7 +26,7 @@ def printable(path: str) -> str:
 class Unlisted:
     """Shares the catalog's connection, so its writes join the catalog's transactions."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: CheckedConnection) -> None:
         self._conn = conn
 
     def replace(self, roots: Sequence[str], entries: Sequence[tuple[str, str]]) -> None:

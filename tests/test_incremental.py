@@ -338,3 +338,55 @@ def test_a_truncated_faiss_file_is_rebuilt(open_library, photos, tmp_path, caplo
     with caplog.at_level("WARNING"):
         assert [h.path for h in open_library().query(["night"], k=5)] == expected
     assert "does not match its manifest" in caplog.text
+
+
+def test_a_padded_faiss_file_is_rebuilt(open_library, photos, tmp_path, caplog) -> None:
+    lib = open_library()
+    lib.index([str(photos)])
+    expected = [h.path for h in lib.query(["night"], k=5)]
+    path = tmp_path / "index" / INDEX_FILE
+    path.write_bytes(path.read_bytes() + b"\0" * 64)
+    with caplog.at_level("WARNING"):
+        assert [h.path for h in open_library().query(["night"], k=5)] == expected
+    assert "does not match its manifest" in caplog.text
+    assert_faiss_matches_catalog(tmp_path / "index")
+
+
+def test_a_damaged_catalog_is_a_clear_error_never_a_result(
+    open_library, photos, tmp_path, tiny_dir
+) -> None:
+    import subprocess
+    import sys
+
+    from search.errors import IndexFormatError
+
+    lib = open_library()
+    lib.index([str(photos)])
+    lib.close()  # the last connection checkpoints the WAL into the main file
+    catalog = tmp_path / "index" / "catalog.sqlite"
+    data = bytearray(catalog.read_bytes())
+    rng = np.random.default_rng(0)
+    data[4096:] = rng.bytes(len(data) - 4096)  # every page but the first (the schema)
+    catalog.write_bytes(bytes(data))
+    with pytest.raises(IndexFormatError, match="damaged catalog"):
+        open_library().query(["night"], k=5)
+    for args in (["query", "night"], ["info"], ["index", str(photos)]):
+        done = subprocess.run([sys.executable, "cli.py", *args, "--index", str(tmp_path / "index")],
+                              cwd=Path(__file__).parent.parent, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 1 and not done.stdout, args
+        assert done.stderr.count("\n") == 1 and "damaged catalog" in done.stderr, done.stderr
+
+
+def test_an_index_from_a_newer_clipsearch_is_refused(open_library, photos, tmp_path) -> None:
+    import sqlite3
+
+    from indexes.catalog import SCHEMA_VERSION
+    from search.errors import IndexFormatError
+
+    open_library().index([str(photos)])
+    conn = sqlite3.connect(tmp_path / "index" / "catalog.sqlite")
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(IndexFormatError, match="newer clipsearch.*upgrade"):
+        open_library()
