@@ -10,6 +10,8 @@ import contextlib
 import json
 import logging
 import os
+import pickle
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -244,12 +246,20 @@ def load_encoder(spec: ModelSpec, precision: str = "fp32") -> ClipEncoder:
 
     device = default_device()
     precision = resolve_precision(precision, device)
-    with hub_offline(cached), _skip_random_init():
+    with hub_offline(cached), _skip_random_init(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch's note on pickle protocols
         try:
+            # weights_only: a checkpoint is tensors, never pickled code to run.
             model = open_clip.create_model(spec.model, pretrained=spec.pretrained,
-                                           precision=precision, device=device)
+                                           precision=precision, device=device,
+                                           weights_only=True)
             tokenizer = open_clip.get_tokenizer(spec.model)
-        except (RuntimeError, OSError, ValueError) as exc:
+        except pickle.UnpicklingError:
+            raise ModelUnavailable(
+                f"cannot load model {spec}: the checkpoint holds pickled objects, not just "
+                "tensors, and is refused (torch.load weights_only); use a .safetensors file "
+                "or a plain state dict") from None
+        except (RuntimeError, OSError, ValueError, KeyError, EOFError) as exc:
             raise ModelUnavailable(f"cannot load model {spec}: {exc}") from exc
     model.eval()
     from open_clip.transform import PreprocessCfg, image_transform_v2

@@ -179,3 +179,28 @@ def test_reduced_decoding_of_real_photos_stays_close_for_vit_b_32(real_photos) -
         cos = torch.nn.functional.cosine_similarity(model.encode_image(ours),
                                                     model.encode_image(theirs))
     assert len(real_photos) >= 10 and float(cos.min()) >= 0.999
+
+
+class _Payload:
+    """Unpickling this runs code: what a hostile checkpoint would carry."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_carrying_pickled_code_is_refused_unrun(tiny_dir: Path,
+                                                           tmp_path: Path) -> None:
+    import pickle
+
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    shutil.copy(tiny_dir / "open_clip_config.json", hostile)
+    marker = tmp_path / "code-ran"
+    with open(hostile / "open_clip_pytorch_model.bin", "wb") as f:
+        pickle.dump({"state_dict": _Payload(marker)}, f)
+    with pytest.raises(ModelUnavailable, match="pickled objects"):
+        load_encoder(ModelSpec.create(f"local-dir:{hostile}", None), "fp32")
+    assert not marker.exists()
