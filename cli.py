@@ -123,6 +123,9 @@ def index(
                                model, pretrained, create=True, precision=precision)
     finally:
         progress.close()
+    for root in report.absent:
+        typer.echo(f"absent folder {root}: its photos are kept (unavailable) until it returns",
+                   err=True)
     problems = report.unlisted + report.skipped
     for path, reason in problems[:10]:
         typer.echo(f"skipped {path}: {reason}", err=True)

@@ -29,6 +29,7 @@ class IndexInfo:
     catalog_bytes: int
     vector_bytes: int
     vector_index: dict[str, Any]  # kind, factory, knob and value, recall, training size, ...
+    absent: list[str]  # roots not there now (unmounted): their photos are kept, unavailable
 
 
 def index_info(catalog: Catalog, index_dir: str) -> IndexInfo:
@@ -46,6 +47,7 @@ def index_info(catalog: Catalog, index_dir: str) -> IndexInfo:
         catalog_bytes=_size(os.path.join(index_dir, CATALOG_FILE)),
         vector_bytes=_size(os.path.join(index_dir, INDEX_FILE)),
         vector_index=_vector_index(catalog, index_dir),
+        absent=[root for root in catalog.roots() if not os.path.isdir(root)],
     )
 
 

@@ -115,6 +115,7 @@ class Library:
                 for root in roots:
                     self._catalog.add_root(root)
                 self._catalog.unlisted.replace(roots, todo.unlisted)  # for info --errors
+        report.absent = [root for root in self._catalog.roots() if not os.path.isdir(root)]
         return report
 
     def index_files(self, paths: Sequence[str], progress: ProgressFn | None = None,

@@ -17,11 +17,12 @@ def image_lines(hits: Iterable[ImageHit], mode: str) -> Iterator[str]:
     for hit in hits:
         if mode == "json":
             yield json.dumps({"rank": hit.rank, "score": round(hit.score, 6), "path": hit.path,
-                              "id": hit.id})
+                              "id": hit.id, "available": hit.available})
         elif mode == "paths":
             yield hit.path
         elif mode == "table":
-            yield f"{hit.rank:>4}  {hit.score:6.3f}  {hit.path}"
+            gone = "" if hit.available else "  (unavailable: its folder is absent)"
+            yield f"{hit.rank:>4}  {hit.score:6.3f}  {hit.path}{gone}"
         else:
             yield f"{hit.score:.6f}\t{hit.path}"
 
@@ -59,7 +60,8 @@ def info_lines(info: IndexInfo, errors: bool, mode: str) -> Iterator[str]:
     vectors = f", {info.dim}-d {info.precision} vectors" if info.dim else ""
     yield f"model     {info.model or 'none yet'}{vectors}"
     for i, root in enumerate(info.roots or ["none yet"]):
-        yield f"{'folders' if i == 0 else '':<9} {root}"
+        absent = "  (absent: its photos are kept, unavailable)" if root in info.absent else ""
+        yield f"{'folders' if i == 0 else '':<9} {root}{absent}"
     yield f"images    {info.vectors} indexed, {info.skipped} skipped"
     yield f"texts     {info.texts}"
     yield f"size      catalog {_bytes(info.catalog_bytes)}, vectors {_bytes(info.vector_bytes)}"

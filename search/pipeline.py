@@ -50,6 +50,7 @@ class IndexReport:
     removed: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): unreadable
     unlisted: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): broken links...
+    absent: list[str] = field(default_factory=list)  # indexed folders not there: photos kept
     encoded: int = 0
     seconds: float = 0.0
 

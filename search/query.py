@@ -23,6 +23,7 @@ class ImageHit:
     score: float
     path: str
     id: int
+    available: bool = True  # False while its folder is absent (an unmounted disk)
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,8 @@ def search_images(index: VectorIndex, catalog: Catalog, query: np.ndarray, k: in
     paths = catalog.paths(i for _, i in found)
     # Ids missing from the catalog were retired (deleted or changed since): skip them.
     hits = [(s, i) for s, i in found if i in paths][:k]
-    return [ImageHit(rank, s, paths[i], i) for rank, (s, i) in enumerate(hits, 1)]
+    return [ImageHit(rank, s, paths[i], i, os.path.exists(paths[i]))
+            for rank, (s, i) in enumerate(hits, 1)]
 
 
 def rank_texts(texts: Sequence[str], vectors: np.ndarray, query: np.ndarray,

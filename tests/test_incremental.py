@@ -390,3 +390,28 @@ def test_an_index_from_a_newer_clipsearch_is_refused(open_library, photos, tmp_p
     conn.close()
     with pytest.raises(IndexFormatError, match="newer clipsearch.*upgrade"):
         open_library()
+
+
+def test_an_absent_folder_keeps_its_photos_marked_unavailable_until_it_returns(
+    open_library, photos, tmp_path, counting
+) -> None:
+    other = tmp_path / "disk"
+    for i in range(3):
+        make_photo(other / f"d{i}.png", seed=300 + i)
+    lib = open_library()
+    lib.index([str(photos)])
+    lib.index([str(other)])
+    other.rename(tmp_path / "unplugged")  # the disk is unmounted
+    (photos / "beach" / "p01.png").unlink()  # ...and a photo deleted under a present root
+    report = open_library().index()
+    assert report.absent == [str(other)] and report.removed == 1  # only the present root prunes
+    lib = open_library()
+    assert lib.info().vectors == 14 and lib.info().absent == [str(other)]
+    hits = lib.query(["anything"], k=20)
+    assert {h.path for h in hits if not h.available} == {str(other / f"d{i}.png") for i in range(3)}
+    assert all(h.available for h in hits if h.path.startswith(str(photos)))
+    (tmp_path / "unplugged").rename(other)  # plugged back in: nothing to encode again
+    counting.images_encoded = 0
+    report = open_library().index()
+    assert report.nothing_to_do and not report.absent and counting.images_encoded == 0
+    assert all(h.available for h in open_library().query(["anything"], k=20))
