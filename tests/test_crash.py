@@ -74,3 +74,34 @@ def test_ctrl_c_stops_soon_keeps_finished_batches_and_says_how_to_resume(
     done = subprocess.run(index_command(photos, index, tiny_dir), check=True,
                           capture_output=True, text=True)
     assert done.stderr.startswith(f"{total - committed} new"), done.stderr
+
+
+def test_queries_during_an_index_run_answer_from_consistent_snapshots(
+    tiny_dir: Path, tiny_spec, tmp_path: Path
+) -> None:
+    from indexes.catalog import Catalog
+    from search import Library
+
+    rng = random.Random(3)
+    photos, index = tmp_path / "photos", tmp_path / "index"
+    change_folder(photos, rng, 0, new=40)
+    subprocess.run(index_command(photos, index, tiny_dir), check=True, capture_output=True)
+    change_folder(photos, rng, 1, new=160)
+    proc = subprocess.Popen(index_command(photos, index, tiny_dir), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    answered = 0
+    while proc.poll() is None:
+        with Library.open(str(index), tiny_spec) as lib:
+            hits = lib.similar(1, k=500)  # id 1 is an early photo of the first run
+        catalog = Catalog.open(str(index))
+        query = catalog.vector(1)
+        for hit in hits:  # an id's vector never changes, so it can be checked afterwards
+            assert abs(hit.score - float(catalog.vector(hit.id) @ query)) < 1e-4
+        catalog.close()
+        scores = [h.score for h in hits]
+        assert scores == sorted(scores, reverse=True) and len({h.id for h in hits}) == len(hits)
+        assert len(hits) >= 38  # never fewer than the photos committed before the run
+        answered += 1
+    assert proc.returncode == 0 and answered >= 1
+    with Library.open(str(index), tiny_spec) as lib:  # the finished run is seen in full
+        assert len(lib.similar(1, k=500)) == lib.info().vectors
