@@ -158,6 +158,9 @@ def test_other_model_on_an_existing_index_is_refused_with_the_fix(
         "index", str(photos), "--index", str(index_dir), "--model", f"local-dir:{other}"
     )
     assert code == 1 and "other-model" in err and "tiny" in err and "--index" in err
+    code, out, err = run("query", "a beach", "--index", str(index_dir),
+                         "--model", f"local-dir:{other}")
+    assert code == 1 and not out and "other-model" in err and "tiny" in err
 
 
 def test_offline_default_model_says_how_to_use_a_local_checkpoint(
