@@ -12,6 +12,7 @@ import numpy as np
 
 K = 10  # recall@10
 SAMPLE = 1000  # queries; +-1% on the estimate
+PLATEAU = 0.001  # a doubled knob that gains less recall than this has saturated
 CANDIDATES = {"nprobe": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
               "efSearch": (16, 32, 64, 128, 256, 512, 1024, 2048)}
 
@@ -49,7 +50,9 @@ def tune(index: object, knob: str, search: Callable[[np.ndarray, int], np.ndarra
 
     `search(queries, k) -> ids` is the index's full search path (re-ranking included).
 
-    If none does, the largest value tried and its recall (the caller reports it).
+    If none does, the value where recall stopped growing (doubling it gained
+    nothing: more lists or a wider graph walk cannot help, the codes limit it),
+    or the largest value tried, and its recall: the caller may re-rank deeper.
     """
     import faiss
 
@@ -58,13 +61,17 @@ def tune(index: object, knob: str, search: Callable[[np.ndarray, int], np.ndarra
     if knob == "nprobe":  # never past every list: that is already exhaustive
         nlist = _nlist(index)
         values = tuple(v for v in values if v < nlist) + (nlist,)
-    value, recall = values[0], 0.0
+    best = (values[0], 0.0)
     for value in values:
         space.set_index_parameter(index, knob, value)
         recall = recall_at_k(search(queries, K + 1), exact, self_ids)
         if recall >= target:
             return value, recall
-    return value, recall
+        if recall <= best[1] + PLATEAU:
+            break
+        best = (value, recall)
+    space.set_index_parameter(index, knob, best[0])
+    return best
 
 
 def _nlist(index: object) -> int:

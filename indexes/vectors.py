@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 
 STALE_LIMIT = 0.10  # rebuild a graph index once a tenth of its entries are retired ids
 _GROWTH = ("flat", "hnsw", "ivfpq", "factory")  # the order kinds succeed each other in
-REFINE = 10  # compressed codes: re-rank 10x k candidates exactly (from the catalog, on disk)
+# Compressed codes: re-rank REFINE x k candidates exactly with the catalog's float vectors,
+# deeper when the codes alone cannot reach the recall target (tuned at build time).
+REFINE = (10, 20, 50)
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ class VectorIndex:
             index.add_with_ids(vectors, ids)
         built = Built(spec.kind, spec.factory, spec.knob, trained_on=trained_on,
                       recall=1.0 if spec.kind == "flat" else None,
-                      refine=REFINE if "PQ" in spec.factory else 0,
+                      refine=REFINE[0] if "PQ" in spec.factory else 0,
                       requested=settings.index_type, max_id=catalog.max_vector_id(),
                       built_at=count)
         result = cls(index, built).attach(catalog)
@@ -124,11 +126,16 @@ class VectorIndex:
         return result
 
     def _tune(self, catalog: Catalog, dim: int, target: float) -> None:
+        """The cheapest knob (then re-rank depth) that meets the target on held-out vectors."""
         ids, queries = catalog.sample_with_ids(SAMPLE, dim)
         exact = exact_neighbours(queries, catalog.iter_vectors(dim))
-        self.built.knob_value, self.built.recall = tune(
-            self._index, self.built.knob or "", lambda q, k: self.search(q, k)[1],
-            queries, ids, exact, target)
+        for refine in REFINE if self.built.refine else (0,):
+            self.built.refine = refine
+            self.built.knob_value, self.built.recall = tune(
+                self._index, self.built.knob or "", lambda q, k: self.search(q, k)[1],
+                queries, ids, exact, target)
+            if self.built.recall >= target:
+                break
         self.built.recall_target = target
 
     def apply_knob(self) -> None:

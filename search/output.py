@@ -74,6 +74,8 @@ def info_lines(info: IndexInfo, errors: bool, mode: str) -> Iterator[str]:
                   if faiss_info.get("recall_target") else "")
         trained = (f", trained on {faiss_info['trained_on']}"
                    if faiss_info.get("trained_on") else "")
+        if faiss_info.get("refine"):
+            trained += f", exact re-rank of {faiss_info['refine']}x k"
         yield (f"faiss     {faiss_info['kind']} ({faiss_info['factory']}), "
                f"{faiss_info['bytes_per_vector']} bytes/vector{trained}{knob}, "
                f"recall@10 {'?' if recall is None else round(recall, 3)}{target}; "

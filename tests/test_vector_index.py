@@ -52,6 +52,17 @@ def test_every_kind_meets_its_recall_target(kind: str, catalog: Catalog) -> None
     assert held_out_recall(index, catalog, seed=7) >= 0.9 - 0.02
 
 
+def test_coarse_codes_are_re_ranked_deeper_until_the_target_is_met(catalog: Catalog) -> None:
+    # 4-byte codes for 64-d vectors: the top 10 x k PQ candidates miss true neighbours
+    # however many lists are probed, so the build must deepen the exact re-rank.
+    index = VectorIndex.build(catalog, DIM, VectorSettings(index_type="IVF64,PQ4x8",
+                                                           recall=0.95))
+    assert index.built.refine > 10 and index.built.recall >= 0.95
+    assert held_out_recall(index, catalog, seed=8) >= 0.95 - 0.02
+    index.built.refine = 10
+    assert held_out_recall(index, catalog, seed=8) < 0.95 - 0.02  # the depth was needed
+
+
 def test_the_auto_rule_picks_by_size_and_memory() -> None:
     assert choose("auto", 5_000, 512, 4 << 30).kind == "flat"
     assert choose("auto", 500_000, 512, 8 << 30).kind == "hnsw"
