@@ -132,6 +132,7 @@ def _print_row(row: tuple, flat: dict | None) -> None:
     kind, built, build, per_vector, recall, m = row
     speedup = f", {flat['p50_ms'] / m['p50_ms']:.1f}x flat p50" if flat else ""
     knob = f" {built.knob}={built.knob_value}" if built.knob else ""
+    knob += f" re-rank {built.refine}x k" if built.refine else ""
     print(f"{kind:6} {built.factory:28} build {build:7.1f}s  {per_vector:7.1f} B/vector  "
           f"RSS {m['rss_mb']:6.0f} MB  p50 {m['p50_ms']:6.2f} ms  p99 {m['p99_ms']:6.2f} ms  "
           f"batch {m['batch_qps']:7.0f} q/s  recall@10 {recall:.3f}{knob}{speedup}", flush=True)

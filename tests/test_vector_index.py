@@ -66,6 +66,7 @@ def test_coarse_codes_are_re_ranked_deeper_until_the_target_is_met(catalog: Cata
 def test_the_auto_rule_picks_by_size_and_memory() -> None:
     assert choose("auto", 5_000, 512, 4 << 30).kind == "flat"
     assert choose("auto", 500_000, 512, 8 << 30).kind == "hnsw"
+    assert choose("auto", 1_000_000, 512, 64 << 30).kind == "ivfpq"  # measured: it wins at 1M
     tight = choose("auto", 1_000_000, 512, 100 << 20)
     # 100 MB for a million vectors: ~100 bytes each, so 64-byte PQ codes.
     assert tight.kind == "ivfpq" and "PQ64x8" in tight.factory
