@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -155,8 +156,15 @@ def query(
     """Find photos by text, by example image, or both (score = cosine similarity)."""
     if json_out and paths:
         raise _fail("--json and --paths are exclusive; pick one", 2)
-    hits = _with_library(index, lambda lib: lib.query(
-        text or [], image or [], negative or [], k, under, min_score), model, pretrained)
+    hits = None
+    if text and not (image or model or pretrained):  # a running `serve` answers fastest
+        from search.client import ask_server
+        from search.locations import resolve_index_dir
+
+        hits = ask_server(resolve_index_dir(index), text, negative or [], k, under, min_score)
+    if hits is None:
+        hits = _with_library(index, lambda lib: lib.query(
+            text or [], image or [], negative or [], k, under, min_score), model, pretrained)
     from search.output import image_lines
 
     _print_lines(image_lines(hits, _mode(json_out, paths)), "no matching photos")
@@ -169,6 +177,48 @@ def query(
         except OSError as exc:
             raise _fail(f"--html {html}: cannot write ({exc.strerror})") from None
         typer.echo(f"wrote {html}", err=True)
+
+
+def _exit_quietly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+@app.command()
+def serve(
+    index: IndexOpt = None, model: ModelOpt = None, pretrained: PretrainedOpt = None,
+    host: Annotated[str, typer.Option(help="Address to bind (127.0.0.1: this machine only).")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (8765; 0 picks a free one).")] = 8765,
+    token: Annotated[Optional[str], typer.Option(
+        help="Secret clients must send; required for a non-loopback --host.")] = None,
+    open_page: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")]
+    = False,
+) -> None:
+    """Serve a search page and HTTP API for an index, keeping the model loaded."""
+    from search.client import state_path
+    from search.server import Server, serve_forever
+    from search.webapi import Engine
+
+    with _reported():
+        engine = Engine(lambda: Library.open(index, _spec(model, pretrained)))
+        try:
+            server = Server(engine, host, port, token)
+        except OSError as exc:
+            engine.close()
+            raise _fail(f"--host {host} --port {port}: cannot listen ({exc.strerror})") from None
+    engine.warm()
+    signal.signal(signal.SIGTERM, _exit_quietly)  # leave through the cleanup below
+    typer.echo(f"serving {engine.index_dir} at {server.url} (Ctrl-C stops)", err=True)
+    if open_page:
+        import webbrowser
+
+        webbrowser.open(server.url)
+    try:
+        serve_forever(server, state_path(engine.index_dir))
+    except KeyboardInterrupt:
+        typer.echo("stopped", err=True)
+    finally:
+        engine.close()
 
 
 @app.command()

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from indexes.catalog import Catalog
+from indexes.catalog import Catalog, FileRow
 from indexes.lock import writer_lock
 from indexes.store import VectorStore, is_current
 from indexes.vectors import VectorIndex, VectorSettings
@@ -22,7 +22,7 @@ from search.errors import (
     QueryError,
 )
 from search.identity import identity
-from search.images import DEFAULT_MAX_MEGAPIXELS, decoder_signature, load_rgb
+from search.images import DEFAULT_MAX_MEGAPIXELS, decoder_signature, load_rgb, open_rgb
 from search.info import IndexInfo, index_info
 from search.locations import check_folders, outermost, resolve_index_dir
 from search.models import TEXT_BATCH, Encoder, ModelSpec, load_encoder
@@ -156,6 +156,10 @@ class Library:
         """What the catalog records with its first vectors (the encoder is loaded by then)."""
         return {"model": self.model.to_json(), "precision": self._get_encoder().precision}
 
+    def warm(self) -> None:
+        """Load the model now (a server does, so no query waits for it)."""
+        self._get_encoder()
+
     def _get_encoder(self) -> Encoder:
         if self._encoder is None:
             self._encoder = self._load(self.model, self.precision)
@@ -165,19 +169,22 @@ class Library:
     # -- queries --------------------------------------------------------------
     def query(self, texts: Sequence[str] = (), images: Sequence[str] = (),
               negatives: Sequence[str] = (), k: int = 10, under: str | None = None,
-              min_score: float | None = None) -> list[ImageHit]:
+              min_score: float | None = None,
+              vectors: Sequence[np.ndarray] = ()) -> list[ImageHit]:
         """Images ranked by cosine with the combined query.
 
         `texts` may carry weights (`"2:red car"`); `images` are file paths
-        (an indexed photo uses its stored vector); `negatives` are subtracted.
+        (an indexed photo uses its stored vector); `vectors` are more positive
+        terms (an uploaded image's); `negatives` are subtracted.
         """
-        vectors = self._vectors()
+        index = self._vectors()
         positives = [(w, self._text_vector(t)) for w, t in map(split_weight, texts)]
         positives += [(w, self.image_vector(p)) for w, p in map(image_weight, images)]
+        positives += [(1.0, v) for v in vectors]
         minus = [(w, self._text_vector(t)) for w, t in map(split_weight, negatives)]
         query = combine(positives, minus)
         folder = os.path.realpath(os.path.expanduser(under)) if under else None  # as stored
-        return search_images(vectors, self._catalog, query, k, folder, min_score)
+        return search_images(index, self._catalog, query, k, folder, min_score)
 
     def similar(self, file_id: int, k: int = 10) -> list[ImageHit]:
         """Images most like an indexed one, by its stored vector."""
@@ -193,6 +200,21 @@ class Library:
         if not texts or vectors is None:
             raise QueryError("the text corpus is empty; add texts with `clipsearch texts add FILE`")
         return rank_texts(texts, vectors, self.image_vector(image), k)
+
+    def photo(self, file_id: int) -> FileRow | None:
+        """The catalog's row for an indexed photo (with a vector), else None."""
+        path = self._catalog.paths([file_id]).get(file_id)
+        row = self._catalog.file_by_path(path) if path else None
+        return row if row is not None and row.has_vector else None
+
+    def upload_vector(self, data: bytes, name: str) -> np.ndarray:
+        """The vector of an image given as bytes (an upload); QueryError if unreadable."""
+        encoder = self._get_encoder()
+        try:
+            image = open_rgb(data, name, DEFAULT_MAX_MEGAPIXELS, min_side=encoder.image_size)
+        except ImageDecodeError as exc:
+            raise QueryError(f"{name}: cannot read the image ({exc.reason})") from None
+        return encoder.encode_images(encoder.preprocess(image)[None])[0]
 
     def image_vector(self, path: str) -> np.ndarray:
         """Stored vector of an unchanged indexed photo, else decode and encode it."""

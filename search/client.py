@@ -1,0 +1,45 @@
+"""`clipsearch query` asks a running `clipsearch serve` of the same index when there is one.
+
+The server has the model (or the text tower) and the FAISS index loaded, so it
+answers in milliseconds where a fresh process needs seconds. Any problem (no
+server, a stale state file, a timeout, an error) returns None: the caller then
+searches in-process, silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+
+from search.query import ImageHit
+
+STATE_FILE = "serve.json"  # written by `clipsearch serve` beside the index, removed on exit
+
+
+def state_path(index_dir: str) -> str:
+    return os.path.join(index_dir, STATE_FILE)
+
+
+def ask_server(index_dir: str, texts: Sequence[str], negatives: Sequence[str], k: int,
+               under: str | None, min_score: float | None) -> list[ImageHit] | None:
+    try:
+        with open(state_path(index_dir), encoding="utf-8") as f:
+            state = json.load(f)
+        os.kill(int(state["pid"]), 0)  # a server that died leaves its file behind
+        params = [("q", t) for t in texts] + [("not", n) for n in negatives] + [("k", str(k))]
+        if under:
+            params.append(("under", os.path.realpath(os.path.expanduser(under))))
+        request = urllib.request.Request(f"{state['url']}/api/search?"
+                                         + urllib.parse.urlencode(params))
+        if state.get("token"):
+            request.add_header("Authorization", f"Bearer {state['token']}")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            rows = json.load(response)["results"]
+        hits = [ImageHit(r["rank"], r["score"], r["path"], r["id"], r["available"])
+                for r in rows]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return [h for h in hits if min_score is None or h.score >= min_score]

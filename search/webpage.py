@@ -1,0 +1,162 @@
+"""The search page `clipsearch serve` shows: one self-contained HTML file (no CDN)."""
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>clipsearch</title>
+<style>
+*{box-sizing:border-box}
+body{margin:0;font:15px system-ui,sans-serif;background:#111;color:#eee}
+header{position:sticky;top:0;z-index:2;background:#1b1b1b;padding:10px;display:flex;
+ flex-wrap:wrap;gap:8px;align-items:center;border-bottom:1px solid #333}
+header form{display:flex;flex:1 1 420px;gap:6px;flex-wrap:wrap}
+input,select,button{font:inherit;padding:7px 9px;border-radius:6px;border:1px solid #444;
+ background:#222;color:#eee}
+input[name=q]{flex:1 1 220px;min-width:0}
+input[name=under]{flex:0 1 180px;min-width:0}
+button{cursor:pointer;background:#2d5fd3;border-color:#2d5fd3}
+#drop{border:1px dashed #555;border-radius:6px;padding:6px 10px;color:#aaa;cursor:pointer}
+#drop.over{border-color:#2d5fd3;color:#fff}
+#status{padding:8px 12px;color:#aaa;min-height:1.5em}
+#results{display:grid;grid-template-columns:repeat(auto-fill,minmax(160px,1fr));gap:6px;
+ padding:6px}
+#results figure{margin:0;position:relative;cursor:pointer;background:#222;aspect-ratio:1}
+#results img{width:100%;height:100%;object-fit:cover;display:block}
+#results figcaption{position:absolute;right:4px;bottom:4px;background:#000a;padding:1px 5px;
+ border-radius:4px;font-size:12px}
+#view{position:fixed;inset:0;background:#000e;display:none;z-index:3;padding:12px;
+ overflow:auto}
+#view.open{display:flex;flex-direction:column;align-items:center;gap:8px}
+#view img{max-width:100%;max-height:70vh;object-fit:contain}
+#view .meta{max-width:900px;width:100%;word-break:break-all}
+#view ol{margin:4px 0;padding-left:22px}
+</style></head><body>
+<header>
+ <form id="search" autocomplete="off">
+  <input name="q" type="search" placeholder="Describe a photo, e.g. kids on a beach at dusk
+ (-word to avoid, 2:word to weigh)" aria-label="search">
+  <input name="under" placeholder="folder (optional)" aria-label="folder filter">
+  <select name="k" aria-label="results per page">
+   <option>24</option><option selected>48</option><option>96</option><option>200</option>
+  </select>
+  <button type="submit">Search</button>
+ </form>
+ <label id="drop" title="or drop an image anywhere">Search by image
+  <input id="file" type="file" accept="image/*" hidden></label>
+</header>
+<div id="status"></div>
+<main id="results"></main>
+<div id="view" role="dialog" aria-modal="true"></div>
+<script>
+"use strict";
+const form = document.getElementById("search"), results = document.getElementById("results");
+const status = document.getElementById("status"), view = document.getElementById("view");
+let current = null;  // {kind, arg, k}: what the grid shows, to load more on scroll
+let loading = false, exhausted = false;
+
+function terms(text) {
+  const q = [], not = [];
+  for (const t of text.match(/"[^"]+"|\\S+/g) || []) {
+    const w = t.replace(/^"|"$/g, "");
+    if (w.startsWith("-") && w.length > 1) not.push(w.slice(1)); else q.push(w);
+  }
+  return {q: q.length ? [q.join(" ")] : [], not};
+}
+function fail(err) { status.textContent = err; }
+async function getJSON(url, options) {
+  const r = await fetch(url, options);
+  const data = await r.json().catch(() => ({error: r.statusText}));
+  if (!r.ok) throw new Error(data.error || r.statusText);
+  return data;
+}
+function card(hit) {
+  const fig = document.createElement("figure");
+  const img = document.createElement("img");
+  img.loading = "lazy"; img.src = hit.thumb; img.alt = hit.path;
+  const cap = document.createElement("figcaption");
+  cap.textContent = hit.score.toFixed(3);
+  fig.append(img, cap);
+  fig.addEventListener("click", () => open(hit));
+  return fig;
+}
+async function show(kind, arg, k, more) {
+  if (loading) return;
+  loading = true;
+  try {
+    let data;
+    if (kind === "text") {
+      const p = new URLSearchParams();
+      arg.q.forEach(v => p.append("q", v)); arg.not.forEach(v => p.append("not", v));
+      if (arg.under) p.set("under", arg.under);
+      p.set("k", k);
+      data = await getJSON("/api/search?" + p);
+    } else if (kind === "similar") {
+      data = await getJSON(`/api/similar/${arg}?k=${k}`);
+    } else {
+      const body = new FormData();
+      body.append("image", arg); body.append("k", k);
+      data = await getJSON("/api/search", {method: "POST", body});
+    }
+    const shown = more ? results.children.length : 0;
+    if (!more) results.replaceChildren();
+    data.results.slice(shown).forEach(h => results.append(card(h)));
+    exhausted = data.results.length < k;
+    current = {kind, arg, k};
+    status.textContent = data.results.length ? `${data.results.length} photos` : "no matches";
+  } catch (e) { fail(e.message); } finally { loading = false; }
+}
+form.addEventListener("submit", ev => {
+  ev.preventDefault();
+  const t = terms(form.q.value);
+  if (!t.q.length) return fail("type what to look for");
+  t.under = form.under.value.trim();
+  show("text", t, +form.k.value, false);
+});
+function byImage(file) { if (file) show("upload", file, +form.k.value, false); }
+document.getElementById("file").addEventListener("change", e => byImage(e.target.files[0]));
+const drop = document.getElementById("drop");
+for (const target of [document.body]) {
+  target.addEventListener("dragover", e => { e.preventDefault(); drop.classList.add("over"); });
+  target.addEventListener("dragleave", () => drop.classList.remove("over"));
+  target.addEventListener("drop", e => {
+    e.preventDefault(); drop.classList.remove("over");
+    byImage(e.dataTransfer.files[0]);
+  });
+}
+window.addEventListener("scroll", () => {
+  if (!current || exhausted || loading) return;
+  if (window.innerHeight + window.scrollY > document.body.offsetHeight - 400)
+    show(current.kind, current.arg, Math.min(current.k + +form.k.value, 1000), true);
+});
+async function open(hit) {
+  view.replaceChildren();
+  const img = document.createElement("img");
+  img.src = hit.image; img.alt = hit.path;
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  meta.innerHTML = "<div class=path></div><div class=score></div><div>Described as:</div>" +
+    "<ol class=texts></ol><button class=more>More like this</button> " +
+    "<button class=close>Close</button>";
+  meta.querySelector(".path").textContent = hit.path + (hit.available ? "" : " (unavailable)");
+  meta.querySelector(".score").textContent =
+    `score ${hit.score.toFixed(3)}` + (hit.date ? ` · ${hit.date.replace("T", " ")}` : "");
+  meta.querySelector(".more").addEventListener("click", () => {
+    view.classList.remove("open"); show("similar", hit.id, +form.k.value, false);
+  });
+  meta.querySelector(".close").addEventListener("click", () => view.classList.remove("open"));
+  view.append(img, meta);
+  view.classList.add("open");
+  try {
+    const texts = await getJSON(`/api/describe/${hit.id}?k=5`);
+    for (const t of texts.results) {
+      const li = document.createElement("li");
+      li.textContent = `${t.text} (${t.score.toFixed(3)})`;
+      meta.querySelector(".texts").append(li);
+    }
+  } catch (e) { meta.querySelector(".texts").textContent = e.message; }
+}
+document.addEventListener("keydown", e => {
+  if (e.key === "Escape") view.classList.remove("open");
+});
+</script></body></html>
+"""

@@ -1,0 +1,201 @@
+"""The HTTP API of `clipsearch serve` (issue 7), with the tiny test model."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_cli import run
+
+from search import Library, server
+from search.client import state_path
+from search.errors import QueryError
+from search.server import Server, serve_forever
+from search.webapi import Engine
+
+
+@pytest.fixture
+def site(open_library, photos: Path, tmp_path: Path, tiny_spec, counting) -> Iterator[Server]:
+    open_library().index([str(photos)])
+    engine = Engine(lambda: Library.open(str(tmp_path / "index"), tiny_spec,
+                                         load=lambda spec, precision: counting))
+    srv = Server(engine, "127.0.0.1", 0, None)
+    thread = threading.Thread(target=serve_forever,
+                              args=(srv, state_path(str(tmp_path / "index"))), daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    thread.join(10)
+    engine.close()
+
+
+def call(srv: Server, path: str, method: str = "GET", body: bytes | None = None,
+         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection(*srv.server_address[:2], timeout=30)
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, dict(response.getheaders()), data
+
+
+def get_json(srv: Server, path: str) -> dict:
+    status, _, data = call(srv, path)
+    assert status == 200, data
+    return json.loads(data)
+
+
+def multipart(fields: dict[str, str], image: bytes | None) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+             for k, v in fields.items()]
+    if image is not None:
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="image"; '
+                     'filename="drop.png"\r\nContent-Type: image/png\r\n\r\n'.encode()
+                     + image + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), \
+        f"multipart/form-data; boundary={boundary}"
+
+
+def test_search_ranks_like_open_clip_brute_force(site: Server, photos: Path, reference) -> None:
+    results = get_json(site, "/api/search?q=night&k=12")["results"]
+    paths = sorted(p for p in photos.rglob("*") if p.is_file())
+    scores = reference.images(paths) @ reference.texts(["night"])[0]
+    assert [r["path"] for r in results] == [str(paths[i]) for i in np.argsort(-scores,
+                                                                              kind="stable")]
+    assert [r["score"] for r in results] == pytest.approx(sorted(scores, reverse=True), abs=1e-4)
+    first = results[0]
+    assert first["thumb"] == f"/api/thumb/{first['id']}"
+    assert first["image"] == f"/api/image/{first['id']}"
+
+
+def test_cli_query_uses_the_running_server_and_ranks_the_same(
+    site: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = str(tmp_path / "index")
+    code, local, _ = run("query", "night", "--not", "day", "--index", index, "-k", "5")
+    assert code == 0
+
+    def no_library(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the query should have gone to the server")
+
+    monkeypatch.setattr(Library, "open", no_library)
+    code, served, err = run("query", "night", "--not", "day", "--index", index, "-k", "5")
+    assert code == 0 and served == local, err
+
+
+def test_an_uploaded_twin_finds_its_photo_first(site: Server, photos: Path) -> None:
+    original = photos / "beach" / "p03.png"
+    buf = io.BytesIO()
+    Image.open(original).save(buf, "PNG", compress_level=1)  # same pixels, other bytes
+    body, kind = multipart({"k": "3"}, buf.getvalue())
+    status, _, data = call(site, "/api/search", "POST", body, {"Content-Type": kind})
+    assert status == 200, data
+    assert json.loads(data)["results"][0]["path"] == str(original)
+
+
+def test_similar_describe_thumb_image_and_info(site: Server, photos: Path, tmp_path: Path,
+                                               open_library) -> None:
+    first = get_json(site, "/api/search?q=night&k=1")["results"][0]
+    similar = get_json(site, f"/api/similar/{first['id']}?k=3")["results"]
+    assert similar[0]["id"] == first["id"] and len(similar) == 3
+    status, headers, thumb = call(site, first["thumb"])
+    assert status == 200 and headers["Content-Type"] == "image/jpeg"
+    assert "max-age" in headers["Cache-Control"] and max(Image.open(io.BytesIO(thumb)).size) > 0
+    assert (tmp_path / "index" / "thumbs" / f"{first['id']}.jpg").read_bytes() == thumb
+    status, _, image = call(site, first["image"])
+    assert status == 200 and image == Path(first["path"]).read_bytes()
+    status, _, data = call(site, f"/api/describe/{first['id']}")
+    assert status == 400 and "corpus is empty" in json.loads(data)["error"]
+    assert get_json(site, "/api/info")["vectors"] == 12
+    assert "/api/search" in get_json(site, "/openapi.json")["paths"]
+    status, headers, page = call(site, "/")
+    assert status == 200 and b'name="q"' in page and b'id="results"' in page
+    assert b"http://" not in page and b"https://" not in page  # no CDN: works offline
+
+
+@pytest.mark.parametrize("path", [
+    "/api/image/..%2f..%2fetc%2fpasswd", "/api/thumb/%2e%2e", "/api/image//etc/passwd",
+    "/../../etc/passwd", "/api/image/1/../../../etc/passwd", "/api/image/99999",
+    "/%2e%2e/%2e%2e/etc/passwd",
+])
+def test_traversal_attempts_get_404(site: Server, path: str) -> None:
+    status, _, data = call(site, path)
+    assert status == 404 and b"root:" not in data and "error" in json.loads(data)
+
+
+def test_a_photo_swapped_for_a_link_out_of_the_roots_is_not_served(
+    site: Server, photos: Path, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0\n")
+    first = get_json(site, "/api/search?q=night&k=1")["results"][0]
+    Path(first["path"]).unlink()
+    Path(first["path"]).symlink_to(secret)  # after indexing, the file becomes a link out
+    for url in (first["image"], first["thumb"]):
+        status, _, data = call(site, url)
+        assert status == 404 and b"root:" not in data
+
+
+def test_oversized_upload_gets_413(site: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server, "MAX_UPLOAD", 1000)
+    body, kind = multipart({}, b"\x89PNG" + b"\0" * 5000)
+    status, _, data = call(site, "/api/search", "POST", body, {"Content-Type": kind})
+    assert status == 413 and "error" in json.loads(data)
+
+
+def test_a_bomb_upload_is_refused_by_the_pixel_guard(site: Server) -> None:
+    from test_images import _png_declaring
+
+    body, kind = multipart({}, _png_declaring_bytes(_png_declaring))
+    status, _, data = call(site, "/api/search", "POST", body, {"Content-Type": kind})
+    assert status == 400 and "too large" in json.loads(data)["error"]
+
+
+def _png_declaring_bytes(make) -> bytes:  # noqa: ANN001
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        return make(Path(folder) / "bomb.png", 20000, 20000).read_bytes()
+
+
+def test_a_foreign_host_header_is_refused(site: Server) -> None:
+    status, _, data = call(site, "/api/info", headers={"Host": "attacker.example:8765"})
+    assert status == 421 and "Host" in json.loads(data)["error"]
+
+
+def test_errors_are_json_without_a_stack_trace(site: Server) -> None:
+    for path in ("/api/search", "/api/search?q=x&k=0", "/api/similar/99999", "/nope"):
+        status, headers, data = call(site, path)
+        assert status in (400, 404) and headers["Content-Type"] == "application/json"
+        assert "Traceback" not in data.decode() and json.loads(data)["error"]
+
+
+def test_non_loopback_needs_a_token(site: Server, tiny_spec, tmp_path: Path, counting) -> None:
+    engine = Engine(lambda: Library.open(str(tmp_path / "index"), tiny_spec,
+                                         load=lambda spec, precision: counting))
+    try:
+        with pytest.raises(QueryError, match="--token"):
+            Server(engine, "0.0.0.0", 0, None)
+        guarded = Server(engine, "127.0.0.1", 0, "s3cret")
+        thread = threading.Thread(target=guarded.serve_forever, daemon=True)
+        thread.start()
+        assert call(guarded, "/api/info")[0] == 401
+        assert call(guarded, "/api/info", headers={"Authorization": "Bearer nope"})[0] == 401
+        assert call(guarded, "/api/info", headers={"Authorization": "Bearer s3cret"})[0] == 200
+        status, headers, _ = call(guarded, "/?token=s3cret")
+        assert status == 303 and "HttpOnly" in headers["Set-Cookie"]
+        cookie = headers["Set-Cookie"].split(";")[0]
+        assert call(guarded, "/api/info", headers={"Cookie": cookie})[0] == 200
+        guarded.shutdown()
+        guarded.server_close()
+    finally:
+        engine.close()
