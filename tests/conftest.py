@@ -123,3 +123,26 @@ def photos(tmp_path: Path) -> Path:
         sub, ext = ("beach", "png") if i % 2 else ("city", "jpg")
         make_photo(root / sub / f"p{i:02d}.{ext}", seed=i)
     return root
+
+
+@pytest.fixture
+def site(open_library, photos: Path, tmp_path: Path, tiny_spec: ModelSpec,
+         counting: CountingEncoder):
+    """`clipsearch serve` of the indexed `photos`, on a free port, in a thread."""
+    import threading
+
+    from search.client import state_path
+    from search.server import Server, serve_forever
+    from search.webapi import Engine
+
+    open_library().index([str(photos)])
+    engine = Engine(lambda: Library.open(str(tmp_path / "index"), tiny_spec,
+                                         load=lambda spec, precision: counting))
+    srv = Server(engine, "127.0.0.1", 0, None)
+    thread = threading.Thread(target=serve_forever,
+                              args=(srv, state_path(str(tmp_path / "index"))), daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    thread.join(10)
+    engine.close()

@@ -7,7 +7,6 @@ import io
 import json
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,25 +15,9 @@ from PIL import Image
 from test_cli import run
 
 from search import Library, server
-from search.client import state_path
 from search.errors import QueryError
-from search.server import Server, serve_forever
+from search.server import Server
 from search.webapi import Engine
-
-
-@pytest.fixture
-def site(open_library, photos: Path, tmp_path: Path, tiny_spec, counting) -> Iterator[Server]:
-    open_library().index([str(photos)])
-    engine = Engine(lambda: Library.open(str(tmp_path / "index"), tiny_spec,
-                                         load=lambda spec, precision: counting))
-    srv = Server(engine, "127.0.0.1", 0, None)
-    thread = threading.Thread(target=serve_forever,
-                              args=(srv, state_path(str(tmp_path / "index"))), daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    thread.join(10)
-    engine.close()
 
 
 def call(srv: Server, path: str, method: str = "GET", body: bytes | None = None,

@@ -1,0 +1,89 @@
+"""The search page in a real headless Chromium (Debian's package), driven by Playwright.
+
+Type a query, see thumbnails load, open a photo, "more like this", drop an
+image; on a phone-sized window nothing overflows sideways. With
+CLIPSEARCH_SCREENSHOT=PATH the test also saves its screenshot there (the one in
+docs/ comes from this).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+CHROMIUM = "/usr/bin/chromium"
+pytest.importorskip("playwright", reason="pip install '.[test]' installs playwright")
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"{CHROMIUM} missing: apt-get install chromium (.ci/run does)",
+                allow_module_level=True)
+
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+from search.server import Server  # noqa: E402
+
+LOADED = "imgs => imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0)"
+
+
+@pytest.fixture
+def page(site: Server):  # noqa: ANN201
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        tab = browser.new_page(viewport={"width": 1100, "height": 800})
+        tab.set_default_timeout(30_000)
+        tab.goto(site.url)
+        yield tab
+        browser.close()
+
+
+def first_row_loaded(page) -> None:  # noqa: ANN001
+    page.wait_for_selector("#results img")
+    page.wait_for_function(f"() => ({LOADED})([...document.querySelectorAll("
+                           "'#results figure:nth-child(-n+4) img')])")
+
+
+def test_search_open_more_like_this_and_drop(page, photos: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    page.fill('input[name="q"]', "night")
+    page.press('input[name="q"]', "Enter")
+    first_row_loaded(page)
+    assert page.locator("#results img").count() == 12
+    shot = tmp_path / "screenshot.png"
+    page.screenshot(path=str(shot))
+    if os.environ.get("CLIPSEARCH_SCREENSHOT"):  # 256 colours: small enough to commit
+        Image.open(shot).convert("RGB").quantize(256).save(os.environ["CLIPSEARCH_SCREENSHOT"],
+                                                          optimize=True)
+
+    first_alt = page.locator("#results img").first.get_attribute("alt")
+    page.locator("#results figure").first.click()
+    page.wait_for_selector("#view.open img")
+    page.wait_for_function(f"() => ({LOADED})([...document.querySelectorAll('#view img')])")
+    assert first_alt in page.locator("#view .path").inner_text()
+    page.get_by_role("button", name="More like this").click()
+    page.wait_for_selector("#view:not(.open)", state="attached")
+    page.wait_for_function("alt => document.querySelector('#results img')?.alt === alt",
+                           arg=first_alt)  # a photo is most like itself
+    first_row_loaded(page)
+
+    dropped = photos / "city" / "p04.jpg"
+    payload = base64.b64encode(dropped.read_bytes()).decode()
+    page.evaluate("""data => {
+        const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], "drop.jpg", {type: "image/jpeg"}));
+        document.body.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer,
+                                                           bubbles: true, cancelable: true}));
+    }""", payload)
+    page.wait_for_function("alt => document.querySelector('#results img')?.alt === alt",
+                           arg=str(dropped))
+    first_row_loaded(page)
+
+
+def test_a_phone_sized_window_does_not_overflow(page) -> None:  # noqa: ANN001
+    page.set_viewport_size({"width": 375, "height": 740})
+    page.fill('input[name="q"]', "beach")
+    page.press('input[name="q"]', "Enter")
+    first_row_loaded(page)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
