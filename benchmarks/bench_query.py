@@ -12,7 +12,6 @@ over --vectors synthetic unit vectors.
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import CACHE, ROOT, cli, photo_set, vit_b_32_dir
+from common import CACHE, ROOT, cli, median_seconds, photo_set, vit_b_32_dir
 
 NAIVE = """
 import sys, numpy as np, open_clip, torch
@@ -34,15 +33,6 @@ catalog = Catalog.open({index!r})
 ids, vecs = next(catalog.iter_vectors(512))
 print(ids[np.argsort(-(vecs @ q))[:10]])
 """
-
-
-def timed(command: list[str], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.monotonic()
-        subprocess.run(command, check=True, capture_output=True)
-        times.append(time.monotonic() - start)
-    return statistics.median(times)
 
 
 def cold_index() -> Path:
@@ -104,9 +94,9 @@ def main() -> None:
     args = parser.parse_args()
     index = cold_index()
     subprocess.run(cli("query", "a dog", "--index", str(index)), check=True, capture_output=True)
-    cold = timed(cli("query", "a dog", "--index", str(index)), args.runs)
+    cold = median_seconds(cli("query", "a dog", "--index", str(index)), args.runs)
     script = NAIVE.format(root=str(ROOT), model=vit_b_32_dir(), index=str(index))
-    naive = timed([sys.executable, "-c", script], max(3, args.runs // 2))
+    naive = median_seconds([sys.executable, "-c", script], max(3, args.runs // 2))
     print(f"cold `clipsearch query` (whole process, median of {args.runs}): {cold:.2f} s "
           "(target <= 3 s)")
     print(f"naive open_clip path (whole process):                   {naive:.2f} s; "

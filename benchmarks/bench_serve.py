@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import statistics
 import subprocess
 import threading
 import time
@@ -23,7 +22,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from common import CACHE, cli, vit_b_32_dir
+from common import CACHE, cli, median_seconds, vit_b_32_dir
 
 
 def served_index(count: int) -> Path:
@@ -47,15 +46,6 @@ def served_index(count: int) -> Path:
     lib.query(["warm-up"], k=10)  # saves the FAISS file and the traced text tower
     lib.close()
     return folder
-
-
-def median_seconds(command: list[str], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.monotonic()
-        subprocess.run(command, check=True, capture_output=True)
-        times.append(time.monotonic() - start)
-    return statistics.median(times)
 
 
 def ask(url: str, i: int) -> float:

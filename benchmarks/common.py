@@ -76,3 +76,16 @@ def vit_b_32_dir() -> Path:
 def cli(*args: str) -> list[str]:
     """The clipsearch command line, run with this interpreter from the checkout."""
     return [sys.executable, str(ROOT / "cli.py"), *args]
+
+
+def median_seconds(command: list[str], runs: int) -> float:
+    """Median wall time of a whole process, over `runs` runs."""
+    import statistics
+    import time
+
+    times = []
+    for _ in range(runs):
+        start = time.monotonic()
+        subprocess.run(command, check=True, capture_output=True)
+        times.append(time.monotonic() - start)
+    return statistics.median(times)
