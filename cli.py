@@ -191,7 +191,8 @@ def serve(
     = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (8765; 0 picks a free one).")] = 8765,
     token: Annotated[Optional[str], typer.Option(
-        help="Secret clients must send; required for a non-loopback --host.")] = None,
+        envvar="CLIPSEARCH_TOKEN", help="Secret clients must send; required for a "
+        "non-loopback --host (or set $CLIPSEARCH_TOKEN, kept out of `ps`).")] = None,
     open_page: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")]
     = False,
 ) -> None:
@@ -216,7 +217,7 @@ def serve(
     if open_page:
         import webbrowser
 
-        webbrowser.open(server.url)
+        webbrowser.open(server.url + (f"/?token={token}" if token else ""))
     try:
         serve_forever(server, state_path(engine.index_dir))
     except KeyboardInterrupt:

@@ -28,7 +28,8 @@ def ask_server(index_dir: str, texts: Sequence[str], negatives: Sequence[str], k
     try:
         with open(state_path(index_dir), encoding="utf-8") as f:
             state = json.load(f)
-        os.kill(int(state["pid"]), 0)  # a server that died leaves its file behind
+        if os.path.realpath(state["index"]) != os.path.realpath(index_dir):
+            return None  # the folder was copied or moved with a server's file in it
         params = [("q", t) for t in texts] + [("not", n) for n in negatives] + [("k", str(k))]
         if under:
             params.append(("under", os.path.realpath(os.path.expanduser(under))))
@@ -36,7 +37,11 @@ def ask_server(index_dir: str, texts: Sequence[str], negatives: Sequence[str], k
                                          + urllib.parse.urlencode(params))
         if state.get("token"):
             request.add_header("Authorization", f"Bearer {state['token']}")
-        with urllib.request.urlopen(request, timeout=10) as response:
+        # No proxy: the query (and token) go straight to this machine's server.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(request, timeout=10) as response:
+            if response.headers.get("X-Clipsearch-Instance") != state["instance"]:
+                return None  # a server of another index took the port of one that died
             rows = json.load(response)["results"]
         hits = [ImageHit(r["rank"], r["score"], r["path"], r["id"], r["available"])
                 for r in rows]

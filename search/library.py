@@ -75,6 +75,10 @@ class Library:
         index_dir = resolve_index_dir(index_dir)
         return cls(index_dir, Catalog.open(index_dir, create=create), model, load, precision)
 
+    @property
+    def catalog_path(self) -> str:
+        return self._catalog.path
+
     def close(self) -> None:
         self._catalog.close()
 

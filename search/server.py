@@ -20,6 +20,7 @@ import logging
 import mimetypes
 import os
 import re
+import secrets
 import urllib.parse
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,6 +63,7 @@ class Server(ThreadingHTTPServer):
                              "SECRET (clients send it as a bearer token or cookie)")
         self.engine = engine
         self.token = token
+        self.instance = secrets.token_hex(8)  # `clipsearch query` checks it is talking to us
         super().__init__((host, port), Handler)
         self.hosts = _allowed_hosts(host, self.server_address[1])
 
@@ -91,7 +93,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         try:
-            self._check_host()
+            self._check_origin()
             url = urllib.parse.urlsplit(self.path)
             query = urllib.parse.parse_qs(url.query)
             if method == "GET" and url.path == "/" and "token" in query:
@@ -99,22 +101,35 @@ class Handler(BaseHTTPRequestHandler):
             self._check_token()
             self._route(method, url.path, query)
         except HttpError as exc:
-            self._json({"error": str(exc)}, exc.status)
+            self._error(str(exc), exc.status)
         except NotFound as exc:
-            self._json({"error": str(exc)}, HTTPStatus.NOT_FOUND)
+            self._error(str(exc), HTTPStatus.NOT_FOUND)
         except ClipSearchError as exc:
-            self._json({"error": str(exc)}, HTTPStatus.BAD_REQUEST)
+            self._error(str(exc), HTTPStatus.BAD_REQUEST)
         except (BrokenPipeError, ConnectionResetError):
-            pass
+            self.close_connection = True
         except Exception as exc:  # a bug: logged here, never sent to the client
-            log.exception("%s %s failed", method, self.path)
-            self._json({"error": f"internal error ({type(exc).__name__})"},
-                       HTTPStatus.INTERNAL_SERVER_ERROR)
+            log.exception("%s %s failed", method, urllib.parse.urlsplit(self.path).path)
+            self._error(f"internal error ({type(exc).__name__})",
+                        HTTPStatus.INTERNAL_SERVER_ERROR)
 
-    def _check_host(self) -> None:
-        if (self.headers.get("Host") or "").lower() not in self.server.hosts:
+    def _error(self, message: str, status: HTTPStatus) -> None:
+        self.close_connection = True  # a request body may be unread: never parse it as a request
+        self._json({"error": message}, status)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own errors (bad request line, unknown method) as JSON too."""
+        self._error(message or HTTPStatus(code).phrase, HTTPStatus(code))
+
+    def _check_origin(self) -> None:
+        # With a token, the token guards; without one, only our own names may be asked for
+        # (DNS rebinding), and other sites may not fetch from the page's API.
+        if not self.server.token and (self.headers.get("Host") or "").lower() \
+                not in self.server.hosts:
             raise HttpError(HTTPStatus.MISDIRECTED_REQUEST,
                             "unexpected Host header; open the address clipsearch serve printed")
+        if self.headers.get("Sec-Fetch-Site") == "cross-site":
+            raise HttpError(HTTPStatus.FORBIDDEN, "requests from other sites are refused")
 
     def _check_token(self) -> None:
         token = self.server.token
@@ -123,13 +138,14 @@ class Handler(BaseHTTPRequestHandler):
         sent = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         cookie = re.search(rf"(?:^|;\s*){COOKIE}=([^;]+)", self.headers.get("Cookie", ""))
         for candidate in (sent, cookie.group(1) if cookie else ""):
-            if candidate and hmac.compare_digest(candidate, token):
+            if candidate and hmac.compare_digest(candidate.encode(), token.encode()):
                 return
         raise HttpError(HTTPStatus.UNAUTHORIZED, "a token is needed: open /?token=TOKEN "
                         "or send Authorization: Bearer TOKEN")
 
     def _set_token(self, token: str) -> None:
-        if not self.server.token or not hmac.compare_digest(token, self.server.token):
+        if not self.server.token or not hmac.compare_digest(token.encode(),
+                                                            self.server.token.encode()):
             raise HttpError(HTTPStatus.UNAUTHORIZED, "wrong token")
         self.send_response(HTTPStatus.SEE_OTHER)
         self.send_header("Location", "/")
@@ -177,9 +193,12 @@ class Handler(BaseHTTPRequestHandler):
         self._send(data, kind, "max-age=3600")
 
     def _multipart(self) -> tuple[dict[str, list[str]], tuple[bytes, str] | None]:
-        length = int(self.headers.get("Content-Length") or 0)
+        declared = self.headers.get("Content-Length") or ""
+        if self.headers.get("Transfer-Encoding") or not re.fullmatch(r"[0-9]{1,15}", declared):
+            raise HttpError(HTTPStatus.LENGTH_REQUIRED, "send the upload with a Content-Length")
+        length = int(declared)
         if length > MAX_UPLOAD:
-            self.close_connection = True  # the body is not read
+            self._drain(length)  # so the client is not cut off before it reads the 413
             raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                             f"upload over {MAX_UPLOAD >> 20} MB")
         body = self.rfile.read(length)
@@ -201,6 +220,16 @@ class Handler(BaseHTTPRequestHandler):
             raise HttpError(HTTPStatus.BAD_REQUEST, "send an image (field 'image') or q")
         return fields, upload
 
+    def _drain(self, length: int) -> None:
+        """Read and drop a refused body (up to 8x the limit; past that, just hang up)."""
+        if length > 8 * MAX_UPLOAD:
+            return
+        while length > 0:
+            chunk = self.rfile.read(min(length, 1 << 20))
+            if not chunk:
+                return
+            length -= len(chunk)
+
     def _json(self, data: Any, status: HTTPStatus = HTTPStatus.OK) -> None:
         self._send(json.dumps(data).encode(), "application/json", "no-store", status)
 
@@ -211,9 +240,12 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", cache)
         self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Cross-Origin-Resource-Policy", "same-origin")
+        self.send_header("X-Clipsearch-Instance", self.server.instance)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        self.wfile.write(body)
 
 
 def _one(query: dict[str, list[str]], name: str) -> str | None:
@@ -225,7 +257,7 @@ def _int(query: dict[str, list[str]], name: str, default: int) -> int:
     value = _one(query, name)
     if value is None:
         return default
-    if not value.isdigit() or not 1 <= int(value) <= MAX_K:
+    if not re.fullmatch(r"[0-9]{1,4}", value) or not 1 <= int(value) <= MAX_K:
         raise HttpError(HTTPStatus.BAD_REQUEST, f"{name} must be a whole number in 1..{MAX_K}")
     return int(value)
 
@@ -234,11 +266,15 @@ def serve_forever(server: Server, state_file: str) -> None:
     """Serve until Ctrl-C; `state_file` lets `clipsearch query` find this server."""
     from indexes.store import atomic_write
 
-    atomic_write(state_file, json.dumps({"url": server.url, "pid": os.getpid(),
-                                         "token": server.token}).encode())  # mode 0600
+    state = {"url": server.url, "pid": os.getpid(), "instance": server.instance,
+             "index": server.engine.index_dir, "token": server.token}
+    atomic_write(state_file, json.dumps(state).encode())  # mode 0600: it may hold the token
     try:
         server.serve_forever()
     finally:
         server.server_close()
-        with contextlib.suppress(OSError):
-            os.unlink(state_file)
+        with contextlib.suppress(OSError, ValueError):
+            with open(state_file, encoding="utf-8") as f:
+                ours = json.load(f).get("instance") == server.instance
+            if ours:  # another server of this index may have taken over the file
+                os.unlink(state_file)

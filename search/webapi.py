@@ -9,7 +9,9 @@ can name a path, and a photo swapped for a link to something else is refused.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import hashlib
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +37,9 @@ class Engine:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="clipsearch-engine")
         self._lib: Library = self._pool.submit(open_library).result()
         self.index_dir = self._lib.index_dir
+        # In photo URLs, so a browser never shows another index's cached photo for an id.
+        stamp = f"{os.path.realpath(self.index_dir)}:{os.stat(self._lib.catalog_path).st_ino}"
+        self.version = hashlib.blake2b(stamp.encode(), digest_size=5).hexdigest()
 
     def _run(self, work: Callable[[Library], T]) -> T:
         return self._pool.submit(work, self._lib).result()
@@ -94,17 +99,18 @@ class Engine:
             data = thumbnail_jpeg(path, THUMB_SIDE)
         except ImageDecodeError as exc:
             raise NotFound(f"photo {file_id} cannot be read now ({exc.reason})") from None
-        os.makedirs(os.path.dirname(cached), exist_ok=True)
-        atomic_write(cached, data)
+        with contextlib.suppress(OSError):  # a read-only index folder: serve it uncached
+            os.makedirs(os.path.dirname(cached), exist_ok=True)
+            atomic_write(cached, data)
         return data
 
-    @staticmethod
-    def _result(hit: ImageHit) -> dict[str, Any]:
+    def _result(self, hit: ImageHit) -> dict[str, Any]:
         try:
             date = datetime.datetime.fromtimestamp(os.stat(hit.path).st_mtime).isoformat(
                 timespec="seconds")
         except OSError:
             date = None
         return {"id": hit.id, "rank": hit.rank, "score": round(hit.score, 6), "path": hit.path,
-                "available": hit.available, "date": date, "thumb": f"/api/thumb/{hit.id}",
-                "image": f"/api/image/{hit.id}"}
+                "available": hit.available, "date": date,
+                "thumb": f"/api/thumb/{hit.id}?v={self.version}",
+                "image": f"/api/image/{hit.id}?v={self.version}"}

@@ -1,6 +1,6 @@
 """The search page `clipsearch serve` shows: one self-contained HTML file (no CDN)."""
 
-PAGE = """<!doctype html>
+PAGE = r"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>clipsearch</title>
@@ -54,13 +54,20 @@ const status = document.getElementById("status"), view = document.getElementById
 let current = null;  // {kind, arg, k}: what the grid shows, to load more on scroll
 let loading = false, exhausted = false;
 
+// As on the command line: plain words make one term; a quoted phrase or a weighted
+// token (2:word, 2:"red car") is a term of its own; -word or -"a phrase" steers away.
 function terms(text) {
-  const q = [], not = [];
-  for (const t of text.match(/"[^"]+"|\\S+/g) || []) {
-    const w = t.replace(/^"|"$/g, "");
-    if (w.startsWith("-") && w.length > 1) not.push(w.slice(1)); else q.push(w);
+  const q = [], not = [], plain = [];
+  for (const m of text.matchAll(/(-?)(?:(\d+(?:\.\d+)?):(?=[^\d\s]))?(?:"([^"]*)"|(\S+))/g)) {
+    const [, minus, weight, quoted, word] = m;
+    const value = quoted !== undefined ? quoted : word;
+    if (!value) continue;
+    if (minus) not.push(value);
+    else if (weight || quoted !== undefined) q.push(weight ? `${weight}:${value}` : value);
+    else plain.push(value);
   }
-  return {q: q.length ? [q.join(" ")] : [], not};
+  if (plain.length) q.unshift(plain.join(" "));
+  return {q, not};
 }
 function fail(err) { status.textContent = err; }
 async function getJSON(url, options) {
@@ -112,7 +119,11 @@ form.addEventListener("submit", ev => {
   t.under = form.under.value.trim();
   show("text", t, +form.k.value, false);
 });
-function byImage(file) { if (file) show("upload", file, +form.k.value, false); }
+function byImage(file) {
+  if (!file) return;
+  if (file.size > 32 * 1024 * 1024) return fail("that image is over 32 MB");
+  show("upload", file, +form.k.value, false);
+}
 document.getElementById("file").addEventListener("change", e => byImage(e.target.files[0]));
 const drop = document.getElementById("drop");
 for (const target of [document.body]) {

@@ -130,6 +130,7 @@ def site(open_library, photos: Path, tmp_path: Path, tiny_spec: ModelSpec,
          counting: CountingEncoder):
     """`clipsearch serve` of the indexed `photos`, on a free port, in a thread."""
     import threading
+    import time
 
     from search.client import state_path
     from search.server import Server, serve_forever
@@ -142,6 +143,11 @@ def site(open_library, photos: Path, tmp_path: Path, tiny_spec: ModelSpec,
     thread = threading.Thread(target=serve_forever,
                               args=(srv, state_path(str(tmp_path / "index"))), daemon=True)
     thread.start()
+    state = tmp_path / "index" / "serve.json"
+    for _ in range(1000):  # serve_forever writes it first
+        if state.exists():
+            break
+        time.sleep(0.01)
     yield srv
     srv.shutdown()
     thread.join(10)

@@ -56,15 +56,19 @@ def test_search_ranks_like_open_clip_brute_force(site: Server, photos: Path, ref
                                                                               kind="stable")]
     assert [r["score"] for r in results] == pytest.approx(sorted(scores, reverse=True), abs=1e-4)
     first = results[0]
-    assert first["thumb"] == f"/api/thumb/{first['id']}"
-    assert first["image"] == f"/api/image/{first['id']}"
+    assert first["thumb"].startswith(f"/api/thumb/{first['id']}?v=")
+    assert first["image"].startswith(f"/api/image/{first['id']}?v=")
 
 
 def test_cli_query_uses_the_running_server_and_ranks_the_same(
     site: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from search import client
+
     index = str(tmp_path / "index")
-    code, local, _ = run("query", "night", "--not", "day", "--index", index, "-k", "5")
+    with monkeypatch.context() as local_only:
+        local_only.setattr(client, "ask_server", lambda *args: None)
+        code, local, _ = run("query", "night", "--not", "day", "--index", index, "-k", "5")
     assert code == 0
 
     def no_library(*args: object, **kwargs: object) -> None:
@@ -129,10 +133,42 @@ def test_a_photo_swapped_for_a_link_out_of_the_roots_is_not_served(
 
 
 def test_oversized_upload_gets_413(site: Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(server, "MAX_UPLOAD", 1000)
-    body, kind = multipart({}, b"\x89PNG" + b"\0" * 5000)
+    monkeypatch.setattr(server, "MAX_UPLOAD", 1 << 20)
+    # Far more than socket buffers hold: the client must still get to read the 413.
+    body, kind = multipart({}, b"\x89PNG" + b"\0" * (6 << 20))
     status, _, data = call(site, "/api/search", "POST", body, {"Content-Type": kind})
     assert status == 413 and "error" in json.loads(data)
+
+
+@pytest.mark.parametrize("headers", [{"Content-Length": "-1"}, {"Content-Length": "abc"},
+                                     {"Transfer-Encoding": "chunked"}])
+def test_uploads_without_a_plain_length_are_refused(site: Server, headers: dict) -> None:
+    body, kind = multipart({}, b"x" * 100)
+    conn = http.client.HTTPConnection(*site.server_address[:2], timeout=30)
+    conn.putrequest("POST", "/api/search")
+    for name, value in {"Content-Type": kind, **headers}.items():
+        conn.putheader(name, value)
+    conn.endheaders()
+    conn.send(body)
+    response = conn.getresponse()
+    assert response.status in (400, 411) and "error" in json.loads(response.read())
+    conn.close()
+
+
+def test_query_ignores_a_server_of_another_index(site: Server, tmp_path: Path) -> None:
+    from search.client import ask_server, state_path
+
+    index = str(tmp_path / "index")
+    assert ask_server(index, ["night"], [], 3, None, None)  # the real one answers
+    other = tmp_path / "other"
+    other.mkdir()
+    state = json.loads(Path(state_path(index)).read_text())
+    # Left by a server of `other` killed with -9; this site now holds the same port.
+    stale = {**state, "index": str(other), "instance": "0123456789abcdef"}
+    Path(state_path(str(other))).write_text(json.dumps(stale))
+    assert ask_server(str(other), ["night"], [], 3, None, None) is None
+    Path(state_path(str(other))).write_text(json.dumps(state))  # a copied folder
+    assert ask_server(str(other), ["night"], [], 3, None, None) is None
 
 
 def test_a_bomb_upload_is_refused_by_the_pixel_guard(site: Server) -> None:
@@ -156,10 +192,15 @@ def test_a_foreign_host_header_is_refused(site: Server) -> None:
 
 
 def test_errors_are_json_without_a_stack_trace(site: Server) -> None:
-    for path in ("/api/search", "/api/search?q=x&k=0", "/api/similar/99999", "/nope"):
-        status, headers, data = call(site, path)
-        assert status in (400, 404) and headers["Content-Type"] == "application/json"
-        assert "Traceback" not in data.decode() and json.loads(data)["error"]
+    for method, path in [("GET", "/api/search"), ("GET", "/api/search?q=x&k=0"),
+                         ("GET", "/api/search?q=x&k=%C2%B2"), ("GET", "/api/similar/99999"),
+                         ("GET", "/nope"), ("HEAD", "/"), ("POST", "/api/info")]:
+        status, headers, data = call(site, path, method)
+        assert status in (400, 404, 405, 501) and headers["Content-Type"] == "application/json"
+        if method != "HEAD":
+            assert "Traceback" not in data.decode() and json.loads(data)["error"]
+    status, _, _ = call(site, "/api/info", headers={"Sec-Fetch-Site": "cross-site"})
+    assert status == 403  # another web site may not read the photos through the browser
 
 
 def test_non_loopback_needs_a_token(site: Server, tiny_spec, tmp_path: Path, counting) -> None:
@@ -174,6 +215,10 @@ def test_non_loopback_needs_a_token(site: Server, tiny_spec, tmp_path: Path, cou
         assert call(guarded, "/api/info")[0] == 401
         assert call(guarded, "/api/info", headers={"Authorization": "Bearer nope"})[0] == 401
         assert call(guarded, "/api/info", headers={"Authorization": "Bearer s3cret"})[0] == 200
+        assert call(guarded, "/?token=%C3%A9")[0] == 401
+        # Reached by another name (a LAN address): the token, not the Host, guards it.
+        assert call(guarded, "/api/info", headers={"Authorization": "Bearer s3cret",
+                                                   "Host": "192.0.2.2:8765"})[0] == 200
         status, headers, _ = call(guarded, "/?token=s3cret")
         assert status == 303 and "HttpOnly" in headers["Set-Cookie"]
         cookie = headers["Set-Cookie"].split(";")[0]
