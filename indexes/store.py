@@ -21,7 +21,7 @@ from dataclasses import asdict
 from indexes.catalog import Catalog
 from indexes.lock import TEMP_PREFIX
 from indexes.rebuild import BackgroundBuild
-from indexes.vectors import Built, VectorIndex, VectorSettings
+from indexes.vectors import Built, VectorIndex, VectorSettings, outgrown
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +93,17 @@ def load_or_rebuild(index_dir: str, catalog: Catalog, dim: int, settings: Vector
     return index
 
 
-def is_current(index_dir: str, generation: int) -> bool:
-    """Cheaply: the saved file matches its manifest and the catalog's generation (no CRC)."""
+def is_current(index_dir: str, catalog: Catalog, dim: int, settings: VectorSettings) -> bool:
+    """Cheaply (no CRC): the saved file matches its manifest and the catalog's generation,
+    and was built for these settings at about this size (an interrupted run may have
+    saved its flat start instead of the index it was rebuilding)."""
     manifest = read_manifest(index_dir)
-    return (manifest is not None and manifest.get("format") == FORMAT_VERSION
-            and manifest.get("generation") == generation
-            and _same_file(os.path.join(index_dir, INDEX_FILE), manifest))
+    if manifest is None or manifest.get("format") != FORMAT_VERSION:
+        return False
+    return (manifest.get("generation") == catalog.generation()
+            and _same_file(os.path.join(index_dir, INDEX_FILE), manifest)
+            and not outgrown(Built(**manifest["built"]), catalog.counts()["vectors"], dim,
+                             settings))
 
 
 def _load(index_dir: str, dim: int, writable: bool) -> tuple[VectorIndex, int] | None:

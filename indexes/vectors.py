@@ -201,16 +201,8 @@ class VectorIndex:
         trained on (grown or shrunk 4x since), or too many entries are retired ids.
         Thresholds are one-way or 4x apart, so a collection hovering at a boundary
         never flip-flops."""
-        if self.built.requested != settings.index_type:
-            return True
-        wanted = settings.spec_for(count, self.dim)
-        if wanted.kind != self.built.kind and _GROWTH.index(wanted.kind) > _GROWTH.index(
-                self.built.kind):
-            return True  # flat -> hnsw -> ivfpq as the collection grows, never back by itself
-        trained = self.built.trained_on and (self.built.built_at or self.built.trained_on)
-        if trained and not trained / RETRAIN_GROWTH <= count <= trained * RETRAIN_GROWTH:
-            return True
-        return self.built.stale > STALE_LIMIT * max(self.count, 1)
+        return (outgrown(self.built, count, self.dim, settings)
+                or self.built.stale > STALE_LIMIT * max(self.count, 1))
 
     def retune(self, catalog: Catalog, settings: VectorSettings) -> bool:
         """Tune the knob again for a new recall target; True if it did."""
@@ -284,6 +276,17 @@ class VectorIndex:
             out_s[row, :len(order)] = scores[order]
             out_i[row, :len(order)] = found[order]
         return out_s, out_i
+
+
+def outgrown(built: Built, count: int, dim: int, settings: VectorSettings) -> bool:
+    """An index built as `built` no longer suits `count` vectors under `settings`."""
+    if built.requested != settings.index_type:
+        return True
+    wanted = settings.spec_for(count, dim)
+    if wanted.kind != built.kind and _GROWTH.index(wanted.kind) > _GROWTH.index(built.kind):
+        return True  # flat -> hnsw -> ivfpq as the collection grows, never back by itself
+    trained = built.trained_on and (built.built_at or built.trained_on)
+    return bool(trained) and not trained / RETRAIN_GROWTH <= count <= trained * RETRAIN_GROWTH
 
 
 @contextlib.contextmanager

@@ -110,8 +110,8 @@ class Library:
                         require_images=bool(folders), retry_errors=self._decoders_changed())
             report = self._run(todo, progress, settings, start)
             dim = self._catalog.get_meta("dim")
-            if dim and not (todo.work or todo.missing) and (
-                    refit or not is_current(self.index_dir, self._catalog.generation())):
+            if dim and not (todo.work or todo.missing) and (refit or not is_current(
+                    self.index_dir, self._catalog, int(dim), self._store.settings)):
                 # New settings, or a lost or stale file, and no photo changed: the run
                 # saved nothing, so rebuild now.
                 self._store.finish(self._store.load(self._catalog, int(dim)), self._catalog)

@@ -58,19 +58,19 @@ class Kill:
 def run_and_kill(command: list[str], index: Path, rng: random.Random, full: float) -> Kill:
     """Start `command` and SIGKILL it: half the time at a uniformly random moment of a
     full run (`full` seconds), half the time at a random moment after its first commit."""
-    before = _generation(index)
+    before = generation(index)
     start = time.monotonic()
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if rng.random() < 0.5:
         _sleep_unless_done(proc, rng.uniform(0, full))
     else:
-        while proc.poll() is None and _generation(index) == before:
+        while proc.poll() is None and generation(index) == before:
             time.sleep(0.01)
         _sleep_unless_done(proc, rng.uniform(0, full / 3))
     finished = proc.poll() is not None
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    return Kill(time.monotonic() - start, _generation(index) != before, finished)
+    return Kill(time.monotonic() - start, generation(index) != before, finished)
 
 
 def _sleep_unless_done(proc: subprocess.Popen, seconds: float) -> None:
@@ -79,7 +79,8 @@ def _sleep_unless_done(proc: subprocess.Popen, seconds: float) -> None:
         time.sleep(0.005)
 
 
-def _generation(index: Path) -> int:
+def generation(index: Path) -> int:
+    """The catalog's generation, read cheaply (-1 before the catalog exists)."""
     path = index / CATALOG_FILE
     if not path.exists():
         return -1

@@ -20,6 +20,7 @@ from crashkit import (
     assert_same_state,
     change_folder,
     check_after_kill,
+    generation,
     index_command,
     leftovers,
     run_and_kill,
@@ -57,11 +58,11 @@ def test_ctrl_c_stops_soon_keeps_finished_batches_and_says_how_to_resume(
     tiny_dir: Path, tmp_path: Path
 ) -> None:
     photos, index = tmp_path / "photos", tmp_path / "index"
-    change_folder(photos, random.Random(1), 0, new=200)
+    change_folder(photos, random.Random(1), 0, new=300)
     proc = subprocess.Popen(index_command(photos, index, tiny_dir), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    while proc.poll() is None and check_after_kill(index) == 0:
-        time.sleep(0.05)  # until the first batch is committed
+    while proc.poll() is None and generation(index) <= 0:
+        time.sleep(0.01)  # until the first batch is committed
     proc.send_signal(signal.SIGINT)
     sent = time.monotonic()
     _, err = proc.communicate(timeout=60)

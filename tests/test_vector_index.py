@@ -225,3 +225,24 @@ def test_a_rebuild_runs_beside_the_encoding_and_ends_consistent(
     from test_incremental import assert_faiss_matches_catalog
 
     assert_faiss_matches_catalog(tmp_path / "index")  # caught up: every id, none retired
+
+
+def test_rerunning_an_interrupted_index_run_builds_the_kind_asked_for(
+    open_library, photos, tmp_path: Path
+) -> None:
+    # Found by tests/test_fuzz.py: the interrupted run saved its flat start and recorded
+    # the settings, so the rerun (nothing to encode) used to leave the file flat.
+    from search.errors import Interrupted
+    from search.pipeline import IndexSettings
+
+    def stop(done: int, total: int) -> None:
+        if done == total:  # every batch committed, the rebuild not yet swapped in
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted):
+        open_library().index([str(photos)], stop, IndexSettings(batch_size=4),
+                             vectors=VectorSettings("hnsw"))
+    report = open_library().index([str(photos)], vectors=VectorSettings("hnsw"))
+    assert report.nothing_to_do
+    built = store.read_manifest(str(tmp_path / "index"))["built"]
+    assert (built["kind"], built["requested"]) == ("hnsw", "hnsw")
