@@ -59,8 +59,11 @@ def test_ctrl_c_stops_soon_keeps_finished_batches_and_says_how_to_resume(
 ) -> None:
     photos, index = tmp_path / "photos", tmp_path / "index"
     change_folder(photos, random.Random(1), 0, new=300)
+    # As from a terminal: a shell without job control (CI) starts background jobs with
+    # SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
     proc = subprocess.Popen(index_command(photos, index, tiny_dir), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     while proc.poll() is None and generation(index) <= 0:
         time.sleep(0.01)  # until the first batch is committed
     proc.send_signal(signal.SIGINT)
