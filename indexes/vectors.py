@@ -25,6 +25,7 @@ from indexes.choice import (
     effective,
     training_size,
 )
+from indexes.overlay import Overlay
 from indexes.tuning import SAMPLE, exact_neighbours, tune
 
 if TYPE_CHECKING:
@@ -84,11 +85,8 @@ class VectorIndex:
         self._index = index
         self.built = built
         self._catalog: Catalog | None = None  # full vectors, for re-ranking compressed codes
-        # A memory-mapped file cannot change (FAISS aborts on a write to a mapped vector):
-        # rows added since go to an exact overlay, and retired ids are filtered out.
-        self._mapped = mapped
-        self._overlay: faiss.Index | None = None
-        self._dropped = np.zeros(0, np.int64)
+        # A memory-mapped file cannot change: changes since go to an overlay (indexes.overlay).
+        self._overlay = Overlay(int(index.d)) if mapped else None
 
     def attach(self, catalog: Catalog) -> VectorIndex:
         """Re-rank through this catalog (compressed kinds keep only codes in memory)."""
@@ -148,7 +146,7 @@ class VectorIndex:
 
     @property
     def count(self) -> int:
-        return int(self._index.ntotal) + (self._overlay.ntotal if self._overlay else 0)
+        return int(self._index.ntotal) + (self._overlay.count if self._overlay else 0)
 
     @property
     def dim(self) -> int:
@@ -165,13 +163,7 @@ class VectorIndex:
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if not len(ids):
             return
-        target = self._index
-        if self._mapped:
-            import faiss
-
-            if self._overlay is None:
-                self._overlay = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
-            target = self._overlay
+        target = self._index if self._overlay is None else self._overlay
         target.add_with_ids(np.ascontiguousarray(vectors, np.float32),
                             np.ascontiguousarray(ids, np.int64))
         self.built.max_id = max(self.built.max_id, int(np.max(ids)))
@@ -188,8 +180,8 @@ class VectorIndex:
     def remove(self, ids: np.ndarray) -> None:
         if not len(ids):
             return
-        if self._mapped:
-            self._dropped = np.union1d(self._dropped, ids)
+        if self._overlay is not None:
+            self._overlay.drop(ids)
             return
         try:
             self._index.remove_ids(np.ascontiguousarray(ids, np.int64))
@@ -221,7 +213,7 @@ class VectorIndex:
         if self.count == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         want = k + min(self.built.stale, 4 * k)  # room for retired ids the caller drops
-        fetch = want + len(self._dropped)
+        fetch = want + (self._overlay.dropped if self._overlay else 0)
         refine = self.built.refine and self._catalog is not None
         if refine:
             fetch = max(fetch, self.built.refine * k)
@@ -231,25 +223,9 @@ class VectorIndex:
             scores, ids = self._index.search(queries, max(fetch, 1), params=self._params(sel))
         if refine:
             scores, ids = self._rerank(queries, ids)
-        if self._overlay is not None or len(self._dropped):
-            scores, ids = self._merge_overlay(queries, scores, ids, fetch, sel)
+        if self._overlay is not None and not self._overlay.empty:
+            scores, ids = self._overlay.merge(queries, scores, ids, fetch, sel)
         return scores[:, :want], ids[:, :want]
-
-    def _merge_overlay(self, queries: np.ndarray, scores: np.ndarray, ids: np.ndarray,
-                       fetch: int, sel: Any) -> tuple[np.ndarray, np.ndarray]:
-        """A mapped file's hits, plus the overlay's, less the ids retired since."""
-        import faiss
-
-        if self._overlay is not None:
-            params = None if sel is None else faiss.SearchParameters(sel=sel)
-            more_s, more_i = self._overlay.search(
-                queries, max(1, min(fetch, self._overlay.ntotal)), params=params)
-            scores, ids = np.hstack([scores, more_s]), np.hstack([ids, more_i])
-        gone = np.isin(ids, self._dropped) | (ids < 0)
-        scores = np.where(gone, -np.inf, scores).astype(np.float32)
-        ids = np.where(gone, -1, ids)
-        order = np.argsort(-scores, axis=1, kind="stable")
-        return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
 
     def _params(self, sel: Any) -> Any:
         """Search parameters carrying an id filter, of the type each index kind expects."""
