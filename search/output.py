@@ -57,7 +57,8 @@ def info_lines(info: IndexInfo, errors: bool, mode: str) -> Iterator[str]:
         yield json.dumps(data)
         return
     yield f"index     {info.index_dir}"
-    vectors = f", {info.dim}-d {info.precision} vectors" if info.dim else ""
+    precision = f" {info.precision}" if info.precision else ""
+    vectors = f", {info.dim}-d{precision} vectors" if info.dim else ""
     yield f"model     {info.model or 'none yet'}{vectors}"
     for i, root in enumerate(info.roots or ["none yet"]):
         absent = "  (absent: its photos are kept, unavailable)" if root in info.absent else ""
