@@ -227,6 +227,11 @@ class Catalog:
         return np.fromiter((r[0] for r in self._conn.execute(
             "SELECT id FROM retired WHERE generation >= ?", (generation,))), dtype=np.int64)
 
+    def forget_retired(self, before: int) -> None:
+        """Drop the log below a generation the saved FAISS file already reflects."""
+        with self.transaction():
+            self._conn.execute("DELETE FROM retired WHERE generation < ?", (before,))
+
     def paths(self, ids: Iterable[int]) -> dict[int, str]:
         out: dict[int, str] = {}
         for i in ids:

@@ -227,3 +227,7 @@ class VectorStore:
             generation = catalog.generation()
             index.retune(catalog, self.settings)  # a new --recall needs no rebuild
         self.save(index, generation)
+        # The file reflects every retirement before `generation`: their log is done with (a
+        # reader still catching up an older file then keeps a few retired ids, which the
+        # query layer drops anyway).
+        catalog.forget_retired(generation)

@@ -94,6 +94,21 @@ def test_deleted_photo_is_pruned_from_catalog_and_faiss(open_library, photos, tm
     assert_faiss_matches_catalog(tmp_path / "index")
 
 
+def test_the_retired_id_log_is_kept_only_until_the_file_is_saved(
+    open_library, photos, tmp_path
+) -> None:
+    lib = open_library()
+    lib.index([str(photos)])
+    (photos / "beach" / "p01.png").unlink()
+    make_photo(photos / "city" / "p02.jpg", seed=901)  # changed: its old id retires too
+    report = open_library().index([str(photos)])
+    assert (report.removed, report.changed) == (1, 1)
+    catalog = Catalog.open(str(tmp_path / "index"))
+    assert len(catalog.retired_since(0)) == 0  # the saved file already reflects both
+    catalog.close()
+    assert_faiss_matches_catalog(tmp_path / "index")
+
+
 def test_renamed_and_moved_photos_reuse_their_vectors(open_library, photos, counting) -> None:
     lib = open_library()
     lib.index([str(photos)])
