@@ -5,19 +5,36 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Iterator
-from typing import TextIO
+from typing import Any, TextIO
 
 from search.info import IndexInfo
 from search.pipeline import IndexReport
 from search.query import ImageHit, TextHit
 
 
+def image_record(hit: ImageHit) -> dict[str, Any]:
+    """An image hit as JSON: `query --json` lines and the HTTP API's results."""
+    return {"rank": hit.rank, "score": round(hit.score, 6), "path": hit.path, "id": hit.id,
+            "available": hit.available}
+
+
+def text_record(hit: TextHit) -> dict[str, Any]:
+    return {"rank": hit.rank, "score": round(hit.score, 6), "text": hit.text}
+
+
+def info_record(info: IndexInfo, errors: bool) -> dict[str, Any]:
+    """`info --json` (and /api/info): every field; skipped files only with `errors`."""
+    data = {k: v for k, v in vars(info).items() if k != "skipped_files"}
+    if errors:
+        data["skipped_files"] = [{"path": p, "reason": r} for p, r in info.skipped_files]
+    return data
+
+
 def image_lines(hits: Iterable[ImageHit], mode: str) -> Iterator[str]:
     """`mode`: "json" (one object per line), "paths", "table" (terminal) or "plain" (pipes)."""
     for hit in hits:
         if mode == "json":
-            yield json.dumps({"rank": hit.rank, "score": round(hit.score, 6), "path": hit.path,
-                              "id": hit.id, "available": hit.available})
+            yield json.dumps(image_record(hit))
         elif mode == "paths":
             yield hit.path
         elif mode == "table":
@@ -30,7 +47,7 @@ def image_lines(hits: Iterable[ImageHit], mode: str) -> Iterator[str]:
 def text_lines(hits: Iterable[TextHit], mode: str) -> Iterator[str]:
     for hit in hits:
         if mode == "json":
-            yield json.dumps({"rank": hit.rank, "score": round(hit.score, 6), "text": hit.text})
+            yield json.dumps(text_record(hit))
         elif mode == "table":
             yield f"{hit.rank:>4}  {hit.score:6.3f}  {hit.text}"
         else:
@@ -51,10 +68,7 @@ def summary(report: IndexReport) -> str:
 def info_lines(info: IndexInfo, errors: bool, mode: str) -> Iterator[str]:
     """`info` as aligned text, or (`mode="json"`) one JSON object."""
     if mode == "json":
-        data = {k: v for k, v in vars(info).items() if k != "skipped_files"}
-        if errors:
-            data["skipped_files"] = [{"path": p, "reason": r} for p, r in info.skipped_files]
-        yield json.dumps(data)
+        yield json.dumps(info_record(info, errors))
         return
     yield f"index     {info.index_dir}"
     precision = f" {info.precision}" if info.precision else ""

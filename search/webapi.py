@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from indexes.store import atomic_write
 from search.errors import ClipSearchError, ImageDecodeError
 from search.library import Library
+from search.output import image_record, info_record, text_record
 from search.query import ImageHit
 from search.thumbnails import thumbnail_jpeg
 
@@ -67,11 +68,10 @@ class Engine:
     def describe(self, file_id: int, k: int) -> list[dict[str, Any]]:
         path = self.photo(file_id)
         hits = self._run(lambda lib: lib.describe(path, k))
-        return [{"rank": h.rank, "score": round(h.score, 6), "text": h.text} for h in hits]
+        return [text_record(hit) for hit in hits]
 
     def info(self) -> dict[str, Any]:
-        info = self._run(lambda lib: lib.info())
-        return {k: v for k, v in vars(info).items() if k != "skipped_files"}
+        return info_record(self._run(lambda lib: lib.info()), errors=False)
 
     def photo(self, file_id: int) -> str:
         """The path of an indexed photo that is still the file that was indexed."""
@@ -110,7 +110,6 @@ class Engine:
                 timespec="seconds")
         except OSError:
             date = None
-        return {"id": hit.id, "rank": hit.rank, "score": round(hit.score, 6), "path": hit.path,
-                "available": hit.available, "date": date,
+        return {**image_record(hit), "date": date,
                 "thumb": f"/api/thumb/{hit.id}?v={self.version}",
                 "image": f"/api/image/{hit.id}?v={self.version}"}
