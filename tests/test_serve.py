@@ -171,19 +171,12 @@ def test_query_ignores_a_server_of_another_index(site: Server, tmp_path: Path) -
     assert ask_server(str(other), ["night"], [], 3, None, None) is None
 
 
-def test_a_bomb_upload_is_refused_by_the_pixel_guard(site: Server) -> None:
+def test_a_bomb_upload_is_refused_by_the_pixel_guard(site: Server, tmp_path: Path) -> None:
     from test_images import _png_declaring
 
-    body, kind = multipart({}, _png_declaring_bytes(_png_declaring))
+    body, kind = multipart({}, _png_declaring(tmp_path / "bomb.png", 20000, 20000).read_bytes())
     status, _, data = call(site, "/api/search", "POST", body, {"Content-Type": kind})
     assert status == 400 and "too large" in json.loads(data)["error"]
-
-
-def _png_declaring_bytes(make) -> bytes:  # noqa: ANN001
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as folder:
-        return make(Path(folder) / "bomb.png", 20000, 20000).read_bytes()
 
 
 def test_a_foreign_host_header_is_refused(site: Server) -> None:
