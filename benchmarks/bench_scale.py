@@ -83,17 +83,6 @@ def collection(count: int):  # noqa: ANN201
     return folder, catalog
 
 
-def exact_top10(catalog, queries: np.ndarray) -> np.ndarray:  # noqa: ANN001
-    best_s = np.full((len(queries), 10), -np.inf, np.float32)
-    best_i = np.full((len(queries), 10), -1, np.int64)
-    for ids, vectors in catalog.iter_vectors(DIM):
-        s = np.concatenate([best_s, queries @ vectors.T], axis=1)
-        i = np.concatenate([best_i, np.broadcast_to(ids, (len(queries), len(ids)))], axis=1)
-        top = np.argsort(-s, axis=1)[:, :10]
-        best_s, best_i = np.take_along_axis(s, top, 1), np.take_along_axis(i, top, 1)
-    return best_i
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100_000)
@@ -101,12 +90,13 @@ def main() -> None:
     parser.add_argument("--max-memory", type=int, default=128, help="bytes/vector for ivfpq")
     args = parser.parse_args()
     from indexes import store
+    from indexes.tuning import exact_neighbours
     from indexes.vectors import VectorIndex, VectorSettings
 
     folder, catalog = collection(args.count)
     queries = mixture(1000, seed=99)
     np.save(folder / "queries.npy", queries)
-    truth = exact_top10(catalog, queries)
+    truth = exact_neighbours(queries, catalog.iter_vectors(DIM), k=10)
     rows = []
     for kind in args.kinds.split(","):
         settings = VectorSettings(kind, max_memory=args.max_memory * args.count, recall=0.95)
