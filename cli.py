@@ -19,8 +19,8 @@ from typing import Annotated, Optional, TypeVar
 import typer
 
 from search import ClipSearchError, Library, ModelSpec
+from search.encoding.encoder import PRECISIONS
 from search.errors import Interrupted
-from search.models import PRECISIONS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Search photo folders by sentence, by example image, and image -> text.")
@@ -108,7 +108,7 @@ def index(
         min=0.01, max=1.0, help="Recall@10 target the query knobs are tuned for (0.95).")] = None,
 ) -> None:
     """Index photo folders (incremental: only new and changed photos are encoded)."""
-    from search.identity import vector_settings_with
+    from search.encoding.identity import vector_settings_with
     from search.locations import check_folders
     from search.output import Progress, summary
     from search.sizes import parse_size
@@ -159,8 +159,8 @@ def query(
         raise _fail("--json and --paths are exclusive; pick one", 2)
     hits = None
     if text and not (image or model or pretrained):  # a running `serve` answers fastest
-        from search.client import ask_server
         from search.locations import resolve_index_dir
+        from search.web.client import ask_server
 
         hits = ask_server(resolve_index_dir(index), text, negative or [], k, under, min_score)
     if hits is None:
@@ -170,7 +170,7 @@ def query(
 
     _print_lines(image_lines(hits, _mode(json_out, paths)), "no matching photos")
     if html is not None:
-        from search.html import results_page
+        from search.output.results_page import results_page
 
         title = " + ".join([*(text or []), *(image or [])]) or "clipsearch"
         try:
@@ -197,9 +197,9 @@ def serve(
     = False,
 ) -> None:
     """Serve a search page and HTTP API for an index, keeping the model loaded."""
-    from search.client import state_path
-    from search.server import Server, serve_forever
-    from search.webapi import Engine
+    from search.web.client import state_path
+    from search.web.server import Server, serve_forever
+    from search.web.service import Engine
 
     # Many small queries: one thread each beats OpenMP teams fighting over the cores
     # (benchmarks/bench_serve.py, 2 cores, 4 clients: 44 queries/s against 10).
@@ -301,8 +301,8 @@ def eval_(
     model: ModelOpt = None, pretrained: PretrainedOpt = None, precision: PrecisionOpt = None,
 ) -> None:
     """Recall@K (text -> image and image -> text) on an image-caption benchmark."""
-    from search.datasets import load_dataset
-    from search.evaluate import EvalOptions, default_eval_index, evaluate
+    from search.evaluation.benchmark import EvalOptions, default_eval_index, evaluate
+    from search.evaluation.datasets import load_dataset
     from search.output import Progress, eval_lines
 
     ks = _extra_ints(ctx, k or [])

@@ -40,7 +40,7 @@ def naive(paths: list[str], model_dir: str) -> float:
 
 
 def decode_only(paths: list[str], encoder) -> float:  # noqa: ANN001
-    from search.pipeline import decode
+    from search.ingest.pipeline import decode
 
     start = time.monotonic()
     with ThreadPoolExecutor(os.cpu_count()) as pool:
@@ -95,8 +95,8 @@ def main() -> None:
     args = parser.parse_args()
     folder, model_dir = photo_set(args.photos), str(vit_b_32_dir())
     paths = sorted(str(p) for p in folder.glob("*.jpg"))
-    from search.models import ModelSpec, load_encoder
-    from search.pipeline import IndexSettings
+    from search.encoding.encoder import ModelSpec, load_encoder
+    from search.ingest.pipeline import IndexSettings
 
     encoder = load_encoder(ModelSpec.create(f"local-dir:{model_dir}", None), "auto")
     print(f"{len(paths)} photos in {folder}; ViT-B-32 (random init); {os.cpu_count()} cores; "

@@ -49,7 +49,7 @@ def same_as_open_clip(index: Path) -> float:
     import torch
 
     from search import Library
-    from search.texttower import load_tower
+    from search.encoding.texttower import load_tower
 
     lib = Library.open(str(index))
     tower = load_tower(str(index), lib.model, lib.precision)

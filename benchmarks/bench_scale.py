@@ -33,7 +33,7 @@ def peak_rss_mb():
 
 sys.path.insert(0, {root!r})
 from indexes.catalog import Catalog
-from indexes.store import load_or_rebuild
+from indexes.vectors.store import load_or_rebuild
 from indexes.vectors import VectorSettings
 catalog = Catalog.open({folder!r})
 start = time.perf_counter()
@@ -89,9 +89,8 @@ def main() -> None:
     parser.add_argument("--kinds", default="flat,hnsw,ivfpq")
     parser.add_argument("--max-memory", type=int, default=128, help="bytes/vector for ivfpq")
     args = parser.parse_args()
-    from indexes import store
-    from indexes.tuning import exact_neighbours
-    from indexes.vectors import VectorIndex, VectorSettings
+    from indexes.vectors import VectorIndex, VectorSettings, store
+    from indexes.vectors.tuning import exact_neighbours
 
     folder, catalog = collection(args.count)
     queries = mixture(1000, seed=99)

@@ -8,9 +8,9 @@ import os
 from collections.abc import Iterator
 
 from indexes.errors import IndexBusy
+from indexes.files import TEMP_PREFIX
 
 LOCK_FILE = "write.lock"
-TEMP_PREFIX = "tmp-"  # atomic saves write tmp-*-NAME, then rename it over NAME
 
 
 @contextlib.contextmanager

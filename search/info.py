@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from indexes.catalog import CATALOG_FILE, Catalog
-from indexes.store import INDEX_FILE, read_manifest
 from indexes.vectors import VectorSettings
-from search.models import ModelSpec
+from indexes.vectors.store import INDEX_FILE, read_manifest
+from search.encoding.encoder import ModelSpec
 
 
 @dataclass(frozen=True)

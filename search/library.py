@@ -11,8 +11,11 @@ import numpy as np
 
 from indexes.catalog import Catalog, FileRow
 from indexes.lock import writer_lock
-from indexes.store import VectorStore, is_current
 from indexes.vectors import VectorIndex, VectorSettings
+from indexes.vectors.store import VectorStore, is_current
+from search.encoding.encoder import TEXT_BATCH, Encoder, ModelSpec, load_encoder
+from search.encoding.identity import identity
+from search.encoding.texttower import CachedTower
 from search.errors import (
     FolderNotFound,
     ImageDecodeError,
@@ -21,13 +24,11 @@ from search.errors import (
     ModelMismatch,
     QueryError,
 )
-from search.identity import identity
-from search.images import DEFAULT_MAX_MEGAPIXELS, decoder_signature, load_rgb, open_rgb
 from search.info import IndexInfo, index_info
+from search.ingest.pipeline import Indexer, IndexReport, IndexSettings, ProgressFn
+from search.ingest.plan import Plan, plan, plan_files
 from search.locations import check_folders, outermost, resolve_index_dir
-from search.models import TEXT_BATCH, Encoder, ModelSpec, load_encoder
-from search.pipeline import Indexer, IndexReport, IndexSettings, ProgressFn
-from search.plan import Plan, plan, plan_files
+from search.photos.decode import DEFAULT_MAX_MEGAPIXELS, decoder_signature, load_rgb, open_rgb
 from search.query import (
     ImageHit,
     TextHit,
@@ -37,7 +38,6 @@ from search.query import (
     search_images,
     split_weight,
 )
-from search.texttower import CachedTower
 
 EncoderLoader = Callable[[ModelSpec, str], Encoder]  # (model, precision) -> encoder
 

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from tiny import build_tiny_model, make_photo  # noqa: E402
 
 from search import Library, ModelSpec  # noqa: E402
-from search.models import ClipEncoder, load_encoder  # noqa: E402
+from search.encoding.encoder import ClipEncoder, load_encoder  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -132,9 +132,9 @@ def site(open_library, photos: Path, tmp_path: Path, tiny_spec: ModelSpec,
     import threading
     import time
 
-    from search.client import state_path
-    from search.server import Server, serve_forever
-    from search.webapi import Engine
+    from search.web.client import state_path
+    from search.web.server import Server, serve_forever
+    from search.web.service import Engine
 
     open_library().index([str(photos)])
     engine = Engine(lambda: Library.open(str(tmp_path / "index"), tiny_spec,

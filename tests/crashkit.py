@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from indexes.catalog import CATALOG_FILE, Catalog  # noqa: E402
-from indexes.lock import TEMP_PREFIX  # noqa: E402
-from indexes.store import load_or_rebuild  # noqa: E402
+from indexes.files import TEMP_PREFIX  # noqa: E402
 from indexes.vectors import VectorSettings  # noqa: E402
+from indexes.vectors.store import load_or_rebuild  # noqa: E402
 
 
 def index_command(photos: Path, index: Path, model_dir: Path) -> list[str]:

@@ -20,7 +20,7 @@ from test_cli import run
 from test_images import _png_declaring
 from tiny import make_photo
 
-from search import pipeline
+from search.ingest import pipeline
 
 
 def _twin(path: Path, seed: int, size: tuple[int, int] = (96, 64)) -> np.ndarray:

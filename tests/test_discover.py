@@ -1,4 +1,4 @@
-"""search.discover: a loop-safe, deterministic walk that reports what it could not use."""
+"""search.ingest.scan: a loop-safe, deterministic walk that reports what it could not use."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from search import discover
-from search.discover import FoundFile, scan
 from search.errors import FolderNotFound
+from search.ingest import scan as discover
+from search.ingest.scan import FoundFile, scan
 
 
 def _touch(path: Path, data: bytes = b"x") -> Path:

@@ -12,9 +12,9 @@ from tiny import make_photo
 from typer.testing import CliRunner
 
 import cli
-from search.datasets import load_dataset
 from search.errors import InputFileError
-from search.metrics import image_to_text_ranks, recall_at, text_to_image_ranks
+from search.evaluation.datasets import load_dataset
+from search.evaluation.metrics import image_to_text_ranks, recall_at, text_to_image_ranks
 
 runner = CliRunner()
 N_IMAGES = 12

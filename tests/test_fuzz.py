@@ -41,11 +41,11 @@ from hypothesis.stateful import (
 )
 from tiny import make_photo
 
-import indexes.store
+import indexes.vectors.store
 from indexes.catalog import Catalog
-from indexes.lock import TEMP_PREFIX
-from indexes.store import INDEX_FILE, MANIFEST_FILE
+from indexes.files import TEMP_PREFIX
 from indexes.vectors import VectorSettings
+from indexes.vectors.store import INDEX_FILE, MANIFEST_FILE
 from search import IndexSettings, Library
 from search.errors import FolderNotFound, Interrupted, NoImagesFound
 
@@ -96,7 +96,7 @@ def crashing(lib: Library, crasher: Crasher) -> Iterator[None]:
     """Checkpoints around every catalog transaction and inside every FAISS save."""
     catalog, store = lib._catalog, lib._store
     real_transaction, real_save = catalog.transaction, store.save
-    real_atomic_write = indexes.store.atomic_write
+    real_atomic_write = indexes.vectors.store.atomic_write
 
     @contextlib.contextmanager
     def transaction() -> Iterator[None]:
@@ -122,7 +122,7 @@ def crashing(lib: Library, crasher: Crasher) -> Iterator[None]:
     catalog.transaction = transaction
     store.save = save
     try:
-        with mock.patch.object(indexes.store, "atomic_write", atomic_write):
+        with mock.patch.object(indexes.vectors.store, "atomic_write", atomic_write):
             yield
     finally:
         del catalog.transaction, store.save

@@ -1,4 +1,4 @@
-"""search.images: every photo comes back upright RGB, or as a typed error with a reason."""
+"""search.photos.decode: every photo comes back upright RGB, or as a typed error with a reason."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ import pytest
 from PIL import Image, ImageFile
 
 from search.errors import ImageDecodeError
-from search.images import (
+from search.photos.decode import (
     IMAGE_EXTENSIONS,
     load_rgb,
     open_rgb,
     os_error_reason,
 )
-from search.thumbnails import thumbnail_jpeg
+from search.photos.thumbnails import thumbnail_jpeg
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 
@@ -200,7 +200,7 @@ def test_grey_with_alpha_is_composited_onto_white(tmp_path: Path) -> None:
 
 def test_premultiplied_modes_are_composited_onto_white() -> None:
     # RGBa/La never come from files, but open_rgb must not choke if one does.
-    from search.images import _to_rgb
+    from search.photos.decode import _to_rgb
 
     la = Image.frombytes("La", (1, 2), bytes([0, 0, 50, 128]))
     assert _rgb(_to_rgb(la))[:, 0, 0].tolist() == [255, 50 + 127]
@@ -253,7 +253,7 @@ def test_corrupt_exif_block_loads_quietly(tmp_path: Path) -> None:
 
 def test_exif_that_cannot_be_parsed_leaves_the_image_as_stored() -> None:
     # Pillow's parser is lenient with real files, so stand in for a hostile block.
-    from search.images import _upright
+    from search.photos.decode import _upright
 
     class BrokenExif:
         def getexif(self) -> None:

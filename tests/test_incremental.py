@@ -12,8 +12,8 @@ import pytest
 from tiny import make_photo
 
 from indexes.catalog import Catalog
-from indexes.store import INDEX_FILE, MANIFEST_FILE
 from indexes.vectors import VectorIndex, VectorSettings
+from indexes.vectors.store import INDEX_FILE, MANIFEST_FILE
 
 
 def assert_faiss_matches_catalog(index_dir: Path) -> None:
@@ -312,11 +312,11 @@ def test_a_failing_model_load_is_tried_once(tmp_path, photos, tiny_spec) -> None
 def test_skipped_files_are_retried_when_the_decoders_change(
     open_library, photos, counting, monkeypatch
 ) -> None:
+    import search.ingest.pipeline
     import search.library
-    import search.pipeline
     from search.errors import ImageDecodeError
 
-    real = search.pipeline.load_rgb
+    real = search.ingest.pipeline.load_rgb
     victim = str(photos / "beach" / "p01.png")
 
     def picky(path, *args, **kwargs):
@@ -324,9 +324,9 @@ def test_skipped_files_are_retried_when_the_decoders_change(
             raise ImageDecodeError(str(path), "needs a decoder we lack")
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(search.pipeline, "load_rgb", picky)
+    monkeypatch.setattr(search.ingest.pipeline, "load_rgb", picky)
     assert open_library().index([str(photos)]).skipped == [(victim, "needs a decoder we lack")]
-    monkeypatch.setattr(search.pipeline, "load_rgb", real)
+    monkeypatch.setattr(search.ingest.pipeline, "load_rgb", real)
     assert open_library().index([str(photos)]).nothing_to_do  # same decoders: not retried
     monkeypatch.setattr(search.library, "decoder_signature", lambda: "Pillow 99 + pillow-heif")
     counting.images_encoded = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search.metrics import (
+from search.evaluation.metrics import (
     image_to_text_ranks,
     ranks_from_hits,
     recall_at,

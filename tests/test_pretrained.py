@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from search import Library, ModelSpec
-from search.weights import HF_WEIGHT_FILES
+from search.encoding.weights import HF_WEIGHT_FILES
 
 REPO = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
 

@@ -14,10 +14,11 @@ import pytest
 from PIL import Image
 from test_cli import run
 
-from search import Library, server
+from search import Library
 from search.errors import QueryError
-from search.server import Server
-from search.webapi import Engine
+from search.web import server
+from search.web.server import Server
+from search.web.service import Engine
 
 
 def call(srv: Server, path: str, method: str = "GET", body: bytes | None = None,
@@ -63,7 +64,7 @@ def test_search_ranks_like_open_clip_brute_force(site: Server, photos: Path, ref
 def test_cli_query_uses_the_running_server_and_ranks_the_same(
     site: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from search import client
+    from search.web import client
 
     index = str(tmp_path / "index")
     with monkeypatch.context() as local_only:
@@ -156,7 +157,7 @@ def test_uploads_without_a_plain_length_are_refused(site: Server, headers: dict)
 
 
 def test_query_ignores_a_server_of_another_index(site: Server, tmp_path: Path) -> None:
-    from search.client import ask_server, state_path
+    from search.web.client import ask_server, state_path
 
     index = str(tmp_path / "index")
     assert ask_server(index, ["night"], [], 3, None, None)  # the real one answers

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from search import Library, ModelSpec
-from search.models import load_encoder
-from search.texttower import META_FILE, TOWER_FILE, load_tower
+from search.encoding.encoder import load_encoder
+from search.encoding.texttower import META_FILE, TOWER_FILE, load_tower
 
 
 @pytest.fixture

@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexes import store
 from indexes.catalog import Catalog
-from indexes.choice import choose
-from indexes.tuning import exact_neighbours, recall_at_k
-from indexes.vectors import VectorIndex, VectorSettings
+from indexes.vectors import VectorIndex, VectorSettings, store
+from indexes.vectors.kinds import choose
+from indexes.vectors.tuning import exact_neighbours, recall_at_k
 
 DIM = 64
 
@@ -188,8 +187,8 @@ def test_a_rebuild_runs_beside_the_encoding_and_ends_consistent(
 
     from tiny import make_photo
 
-    from indexes.rebuild import BackgroundBuild
-    from search.pipeline import IndexSettings
+    from indexes.vectors.rebuild import BackgroundBuild
+    from search.ingest.pipeline import IndexSettings
 
     open_library().index([str(photos)], vectors=VectorSettings(index_type="hnsw"))
     for i in (0, 2):  # changed photos retire their old ids: 2 of 12 is over a tenth
@@ -233,7 +232,7 @@ def test_rerunning_an_interrupted_index_run_builds_the_kind_asked_for(
     # Found by tests/test_fuzz.py: the interrupted run saved its flat start and recorded
     # the settings, so the rerun (nothing to encode) used to leave the file flat.
     from search.errors import Interrupted
-    from search.pipeline import IndexSettings
+    from search.ingest.pipeline import IndexSettings
 
     def stop(done: int, total: int) -> None:
         if done == total:  # every batch committed, the rebuild not yet swapped in

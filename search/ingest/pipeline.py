@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from indexes.catalog import Catalog, FileRow
-from indexes.rebuild import BackgroundBuild
-from indexes.store import VectorStore
 from indexes.vectors import VectorIndex
+from indexes.vectors.rebuild import BackgroundBuild
+from indexes.vectors.store import VectorStore
+from search.encoding.encoder import Encoder
 from search.errors import ImageDecodeError, Interrupted
-from search.images import DEFAULT_MAX_MEGAPIXELS, load_rgb
-from search.models import Encoder
-from search.plan import Plan, Work
+from search.ingest.plan import Plan, Work
+from search.photos.decode import DEFAULT_MAX_MEGAPIXELS, load_rgb
 
 ProgressFn = Callable[[int, int], None]  # (files processed, files to process)
 
@@ -122,7 +122,7 @@ class Indexer:
         self._rebuild: BackgroundBuild | None = None  # a new index trained while we encode
 
     def run(self, todo: Plan, progress: ProgressFn | None = None) -> IndexReport:
-        """Carry out a plan (see `search.plan`): encode what is new, prune what is gone."""
+        """Carry out a plan (see `search.ingest.plan`): encode what is new, prune what is gone."""
         start = time.monotonic()
         report = IndexReport(scanned=todo.scanned, unchanged=todo.unchanged,
                              unlisted=todo.unlisted)

@@ -1,8 +1,8 @@
 """The FAISS vector index: inner-product search over unit vectors keyed by catalog ids.
 
-Which kind (flat, HNSW, IVF-PQ, any factory string) comes from `indexes.choice`;
+Which kind (flat, HNSW, IVF-PQ, any factory string) comes from `indexes.vectors.kinds`;
 building trains it on a sample of the catalog's vectors and tunes its query knob
-for a recall target (`indexes.tuning`). A catalog id's vector never changes (a
+for a recall target (`indexes.vectors.tuning`). A catalog id's vector never changes (a
 changed photo gets a new id), so ids are only ever added or retired.
 """
 
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from indexes.catalog import Catalog
-from indexes.choice import (
+from indexes.vectors.kinds import (
     RETRAIN_GROWTH,
     IndexSpec,
     choose,
@@ -25,8 +25,8 @@ from indexes.choice import (
     effective,
     training_size,
 )
-from indexes.overlay import Overlay
-from indexes.tuning import SAMPLE, exact_neighbours, tune
+from indexes.vectors.overlay import Overlay
+from indexes.vectors.tuning import SAMPLE, exact_neighbours, tune
 
 if TYPE_CHECKING:
     import faiss
@@ -85,7 +85,7 @@ class VectorIndex:
         self._index = index
         self.built = built
         self._catalog: Catalog | None = None  # full vectors, for re-ranking compressed codes
-        # A memory-mapped file cannot change: changes since go to an overlay (indexes.overlay).
+        # A memory-mapped file cannot change: changes since go to an overlay (`overlay`).
         self._overlay = Overlay(int(index.d)) if mapped else None
 
     def attach(self, catalog: Catalog) -> VectorIndex:

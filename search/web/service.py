@@ -17,12 +17,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from indexes.store import atomic_write
+from indexes.files import atomic_write
 from search.errors import ClipSearchError, ImageDecodeError
 from search.library import Library
 from search.output import image_record, info_record, text_record
+from search.photos.thumbnails import thumbnail_jpeg
 from search.query import ImageHit
-from search.thumbnails import thumbnail_jpeg
 
 T = TypeVar("T")
 THUMB_DIR = "thumbs"  # beside the index: thumbs/<id>.jpg (an id's content never changes)

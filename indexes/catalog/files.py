@@ -1,57 +1,20 @@
-"""The SQLite catalog: the source of truth for files, vectors, texts and model identity.
+"""The files table: one row per photo path, with its fingerprint and vector (or why not).
 
-It knows vectors and ids, never CLIP: the model identity is an opaque string
-that the engine writes and compares. The FAISS index is derived from it.
+A mixin of `Catalog`: every method runs on the catalog's connection, so its writes
+join the catalog's transactions.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from indexes.errors import IndexFormatError, IndexNotFound
-from indexes.guard import CheckedConnection
-from indexes.texts import Texts, chunks
-from indexes.unlisted import Unlisted, under_bounds
-
-SCHEMA_VERSION = 4  # 2: text_cache, 3: retired, 4: unlisted
-CATALOG_FILE = "catalog.sqlite"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS roots (path TEXT PRIMARY KEY, added_at REAL NOT NULL);
--- AUTOINCREMENT: ids are FAISS ids, so a deleted id must never come back.
-CREATE TABLE IF NOT EXISTS files (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    path TEXT NOT NULL UNIQUE,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    fingerprint TEXT NOT NULL,
-    vector BLOB,          -- float32 x dim, NULL when the file was skipped
-    error TEXT,           -- why the file was skipped, NULL when it has a vector
-    indexed_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS files_fingerprint ON files (fingerprint);
-CREATE TABLE IF NOT EXISTS texts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    text TEXT NOT NULL UNIQUE,
-    vector BLOB NOT NULL,
-    added_at REAL NOT NULL
-);
--- Ids whose vectors left the catalog, with the generation they left at: a saved FAISS
--- file from an earlier generation is caught up (rows added, these removed), not rebuilt.
-CREATE TABLE IF NOT EXISTS retired (id INTEGER PRIMARY KEY, generation INTEGER NOT NULL);
--- What folder scans could not list as photos (dangling links, loops, bad names).
-CREATE TABLE IF NOT EXISTS unlisted (path TEXT PRIMARY KEY, reason TEXT NOT NULL);
--- Vectors of benchmark captions, so a second evaluation encodes nothing.
-CREATE TABLE IF NOT EXISTS text_cache (text TEXT PRIMARY KEY, vector BLOB NOT NULL);
-"""
+from indexes.catalog.connection import CheckedConnection
+from indexes.catalog.texts import chunks
+from indexes.catalog.unlisted import under_bounds
 
 
 @dataclass(frozen=True)
@@ -65,96 +28,11 @@ class FileRow:
     error: str | None
 
 
-class Catalog:
-    """One index's catalog.sqlite. Use `Catalog.open`; close with `close()`."""
+class FileTable:
+    """Queries on the files table (rows, vectors, retired ids) for `Catalog`."""
 
-    def __init__(self, conn: CheckedConnection, path: str) -> None:
-        self._conn = conn
-        self.path = path
-        self.texts = Texts(conn)  # the describe corpus and the caption cache
-        self.unlisted = Unlisted(conn)  # entries scans could not list, with reasons
+    _conn: CheckedConnection
 
-    @classmethod
-    def open(cls, index_dir: str, create: bool = False) -> Catalog:
-        path = os.path.join(index_dir, CATALOG_FILE)
-        if not os.path.isfile(path):
-            if not create:
-                raise IndexNotFound(
-                    f"no index at {index_dir}; create one with `clipsearch index FOLDER`"
-                    " (pass the same --index)"
-                )
-            os.makedirs(index_dir, exist_ok=True)
-        try:
-            conn = CheckedConnection(sqlite3.connect(path, timeout=30, isolation_level=None),
-                                     path)
-            conn.execute("PRAGMA journal_mode=WAL")  # readers see a snapshot while indexing
-            conn.execute("PRAGMA synchronous=NORMAL")
-            catalog = cls(conn, path)
-            catalog._migrate()
-        except sqlite3.DatabaseError as exc:  # e.g. not an SQLite file at all
-            raise IndexFormatError(f"{path}: damaged catalog ({exc})") from exc
-        return catalog
-
-    def _migrate(self) -> None:
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise IndexFormatError(
-                f"{self.path} was written by a newer clipsearch (schema {version}, this one "
-                f"reads {SCHEMA_VERSION}); upgrade clipsearch"
-            )
-        if version < SCHEMA_VERSION:
-            with self.transaction():
-                # executescript would COMMIT early; no comment in _SCHEMA holds a ";".
-                for statement in filter(str.strip, _SCHEMA.split(";")):
-                    self._conn.execute(statement)
-                self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-
-    def close(self) -> None:
-        self._conn.close()
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One atomic write; a crash or Ctrl-C inside it leaves nothing half-done."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
-
-    @contextlib.contextmanager
-    def snapshot(self) -> Iterator[None]:
-        """Several reads that see one committed state, whatever writers do meanwhile."""
-        self._conn.execute("BEGIN")
-        try:
-            yield
-        finally:
-            self._conn.execute("COMMIT")
-
-    # -- meta ---------------------------------------------------------------
-    def get_meta(self, key: str) -> str | None:
-        row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return row[0] if row else None
-
-    def set_meta(self, key: str, value: str) -> None:
-        self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
-
-    def generation(self) -> int:
-        """Bumped with every change to image vectors; the FAISS file records it."""
-        return int(self.get_meta("generation") or 0)
-
-    def bump_generation(self) -> None:
-        self.set_meta("generation", str(self.generation() + 1))
-
-    # -- roots --------------------------------------------------------------
-    def add_root(self, path: str) -> None:
-        self._conn.execute("INSERT OR IGNORE INTO roots VALUES (?, ?)", (path, time.time()))
-
-    def roots(self) -> list[str]:
-        return [r[0] for r in self._conn.execute("SELECT path FROM roots ORDER BY path")]
-
-    # -- files --------------------------------------------------------------
     def files_under(self, folder: str) -> dict[str, FileRow]:
         lo, hi = under_bounds(folder)
         rows = self._conn.execute(
@@ -302,19 +180,6 @@ class Catalog:
         ids = np.array([found[p][0] for p in have], dtype=np.int64)
         vecs = np.frombuffer(b"".join(found[p][1] for p in have), np.float32).reshape(-1, dim)
         return ids, vecs, [p for p in paths if p not in found]
-
-    def counts(self) -> dict[str, int]:
-        row = self._conn.execute(
-            "SELECT count(*), count(vector), (SELECT count(*) FROM texts), "
-            "(SELECT count(*) FROM unlisted) FROM files").fetchone()
-        return {"files": row[0], "vectors": row[1], "skipped": row[0] - row[1] + row[3],
-                "texts": row[2]}
-
-    def skipped(self) -> list[tuple[str, str]]:
-        """(path, reason) of every file without a vector, and of every entry scans
-        could not list, by path."""
-        return sorted([*self._conn.execute(
-            "SELECT path, error FROM files WHERE vector IS NULL"), *self.unlisted.all()])
 
 
 def _unblob(blob: bytes) -> np.ndarray:

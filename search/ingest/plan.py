@@ -6,9 +6,9 @@ import os
 from dataclasses import dataclass, field
 
 from indexes.catalog import Catalog, FileRow
-from search.discover import FoundFile, scan
 from search.errors import NoImagesFound
-from search.images import IMAGE_EXTENSIONS, os_error_reason
+from search.ingest.scan import FoundFile, scan
+from search.photos.decode import IMAGE_EXTENSIONS, os_error_reason
 
 
 @dataclass

@@ -27,9 +27,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from search.errors import ClipSearchError, QueryError
-from search.openapi import OPENAPI
-from search.webapi import Engine, NotFound
-from search.webpage import PAGE
+from search.web.openapi import OPENAPI
+from search.web.page import PAGE
+from search.web.service import Engine, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +264,7 @@ def _int(query: dict[str, list[str]], name: str, default: int) -> int:
 
 def serve_forever(server: Server, state_file: str) -> None:
     """Serve until Ctrl-C; `state_file` lets `clipsearch query` find this server."""
-    from indexes.store import atomic_write
+    from indexes.files import atomic_write
 
     state = {"url": server.url, "pid": os.getpid(), "instance": server.instance,
              "index": server.engine.index_dir, "token": server.token}

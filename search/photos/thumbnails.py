@@ -7,7 +7,7 @@ import os
 
 from PIL import Image
 
-from search.images import load_rgb
+from search.photos.decode import load_rgb
 
 
 def thumbnail_jpeg(path: str | os.PathLike[str], max_side: int = 256, quality: int = 80) -> bytes:

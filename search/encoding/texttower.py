@@ -18,7 +18,6 @@ import importlib.util
 import json
 import logging
 import os
-import tempfile
 import warnings
 import zlib
 from collections.abc import Sequence
@@ -26,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from indexes.store import atomic_write
-from search.models import ClipEncoder, ModelSpec, unit_rows
+from indexes.files import atomic_write, temp_path
+from search.encoding.encoder import ClipEncoder, ModelSpec, unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +130,7 @@ def export_tower(encoder: ClipEncoder, index_dir: str) -> bool:
     if np.min(np.sum(got * expected, axis=1)) < MIN_COSINE:
         log.warning("the traced text tower differs from the model; not saving it")
         return False
-    fd, tmp = tempfile.mkstemp(dir=index_dir, prefix="tmp-tower-", suffix=".pt")
-    os.close(fd)
+    tmp = temp_path(index_dir, TOWER_FILE)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from indexes.guard import CheckedConnection
+from indexes.catalog.connection import CheckedConnection
 
 
 def under_bounds(folder: str) -> tuple[str, str]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from indexes.guard import CheckedConnection
+from indexes.catalog.connection import CheckedConnection
 
 
 def chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:

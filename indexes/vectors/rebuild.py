@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 
 from indexes.catalog import Catalog
-from indexes.vectors import VectorIndex, VectorSettings
+from indexes.vectors.index import VectorIndex, VectorSettings
 
 
 class BackgroundBuild:

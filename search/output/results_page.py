@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from search.errors import ImageDecodeError
+from search.photos.thumbnails import thumbnail_jpeg
 from search.query import ImageHit
-from search.thumbnails import thumbnail_jpeg
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1rem;background:#111;color:#eee}

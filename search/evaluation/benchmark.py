@@ -13,19 +13,19 @@ from typing import Any
 
 import numpy as np
 
-from search.datasets import EXAMPLES, EvalSet
+from search.encoding.encoder import ModelSpec
 from search.errors import InputFileError
-from search.library import Library
-from search.locations import eval_index_dir
-from search.metrics import (
+from search.evaluation.datasets import EXAMPLES, EvalSet
+from search.evaluation.metrics import (
     image_to_text_ranks,
     ranks_from_hits,
     recall_at,
     summary,
     text_to_image_ranks,
 )
-from search.models import ModelSpec
-from search.pipeline import ProgressFn
+from search.ingest.pipeline import ProgressFn
+from search.library import Library
+from search.locations import eval_index_dir
 
 # What CLIP_benchmark calls the same numbers (fractions there, percent here):
 # "image retrieval" = text queries retrieving images; "text retrieval" = the reverse.
@@ -66,7 +66,7 @@ def evaluate(lib: Library, data: EvalSet, options: EvalOptions = EvalOptions(),
 
 def default_eval_index(spec: ModelSpec, precision: str | None) -> str:
     """The benchmark index for this model and (resolved) precision."""
-    from search.models import default_device, resolve_precision
+    from search.encoding.encoder import default_device, resolve_precision
 
     return eval_index_dir(str(spec), resolve_precision(precision or "auto", default_device()))
 

@@ -13,15 +13,14 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
 import zlib
 from collections.abc import Callable
 from dataclasses import asdict
 
 from indexes.catalog import Catalog
-from indexes.lock import TEMP_PREFIX
-from indexes.rebuild import BackgroundBuild
-from indexes.vectors import Built, VectorIndex, VectorSettings, outgrown
+from indexes.files import atomic_write, fsync_file, temp_path
+from indexes.vectors.index import Built, VectorIndex, VectorSettings, outgrown
+from indexes.vectors.rebuild import BackgroundBuild
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +36,11 @@ def save(index: VectorIndex, index_dir: str, generation: int) -> None:
     import faiss
 
     path = os.path.join(index_dir, INDEX_FILE)
-    tmp = _temp_path(index_dir, INDEX_FILE)
+    tmp = temp_path(index_dir, INDEX_FILE)
     try:
         faiss.write_index(index.faiss_index, tmp)
         crc = _crc32(tmp)
-        _fsync_file(tmp)
+        fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -163,36 +162,6 @@ def _crc32(path: str) -> int:
     return crc
 
 
-def _temp_path(index_dir: str, name: str) -> str:
-    fd, tmp = tempfile.mkstemp(dir=index_dir, prefix=TEMP_PREFIX, suffix="-" + name)
-    os.close(fd)
-    return tmp
-
-
-def _fsync_file(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    folder = os.path.dirname(path) or "."
-    tmp = _temp_path(folder, os.path.basename(path))
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_file(folder)
-
-
 class VectorStore:
     """One index folder's FAISS file, with the user's settings for it."""
 
@@ -208,7 +177,7 @@ class VectorStore:
         save(index, self.index_dir, generation)
 
     def start_rebuild(self, dim: int) -> BackgroundBuild:
-        """A new index built from a snapshot of the catalog on a thread (`indexes.rebuild`)."""
+        """A new index built from a snapshot of the catalog on a thread (`rebuild`)."""
         return BackgroundBuild(self.index_dir, dim, self.settings)
 
     def finish(self, index: VectorIndex, catalog: Catalog) -> None:

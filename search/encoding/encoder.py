@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from search.encoding.weights import check_weights, hub_offline
 from search.errors import ModelUnavailable
-from search.weights import check_weights, hub_offline
 
 if TYPE_CHECKING:
     import torch

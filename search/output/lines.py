@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
 from search.info import IndexInfo
-from search.pipeline import IndexReport
+from search.ingest.pipeline import IndexReport
 from search.query import ImageHit, TextHit
 
 

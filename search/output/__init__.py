@@ -1,0 +1,2 @@
+"""TODO"""
+from search.output.lines import *  # noqa
