@@ -19,7 +19,7 @@ from typing import Annotated, Optional, TypeVar
 import typer
 
 from search import ClipSearchError, Library, ModelSpec
-from search.encoding.encoder import PRECISIONS
+from search.encoding import PRECISIONS
 from search.errors import Interrupted
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,

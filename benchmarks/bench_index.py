@@ -95,8 +95,8 @@ def main() -> None:
     args = parser.parse_args()
     folder, model_dir = photo_set(args.photos), str(vit_b_32_dir())
     paths = sorted(str(p) for p in folder.glob("*.jpg"))
-    from search.encoding.encoder import ModelSpec, load_encoder
-    from search.ingest.pipeline import IndexSettings
+    from search.encoding import ModelSpec, load_encoder
+    from search.ingest.pipeline import IngestSettings
 
     encoder = load_encoder(ModelSpec.create(f"local-dir:{model_dir}", None), "auto")
     print(f"{len(paths)} photos in {folder}; ViT-B-32 (random init); {os.cpu_count()} cores; "
@@ -104,7 +104,7 @@ def main() -> None:
     d_process = end_to_end(str(folder), model_dir)
     d_pipeline = pipeline_only(str(folder), encoder)
     b = decode_only(paths, encoder)
-    c = encode_only(encoder, len(paths), IndexSettings().batch_size)
+    c = encode_only(encoder, len(paths), IngestSettings().batch_size)
     a = naive(paths, model_dir)
     bound = 1 / (1 / b + 1 / c)
     print(f"(a) naive loop                 {a:7.1f} images/s")

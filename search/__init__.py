@@ -4,20 +4,22 @@ Importing this package is cheap: torch and open_clip load only when a model
 is needed.
 """
 
-from search.encoding.encoder import ModelSpec
+from search.encoding.spec import ModelSpec
 from search.errors import ClipSearchError
 from search.info import IndexInfo
-from search.ingest.pipeline import IndexReport, IndexSettings
+from search.ingest.pipeline import IndexReport, IngestSettings
 from search.library import Library
 from search.locations import default_index_dir
 from search.query import ImageHit, TextHit
+
+IndexSettings = IngestSettings  # its name before 0.2; kept for existing callers
 
 __all__ = [
     "ClipSearchError",
     "ImageHit",
     "IndexInfo",
     "IndexReport",
-    "IndexSettings",
+    "IngestSettings",
     "Library",
     "ModelSpec",
     "TextHit",

@@ -10,7 +10,7 @@ from typing import Any
 from indexes.catalog import CATALOG_FILE, Catalog
 from indexes.vectors import VectorSettings
 from indexes.vectors.store import INDEX_FILE, read_manifest
-from search.encoding.encoder import ModelSpec
+from search.encoding.spec import ModelSpec
 
 
 @dataclass(frozen=True)

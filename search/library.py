@@ -13,8 +13,9 @@ from indexes.catalog import Catalog, FileRow
 from indexes.lock import writer_lock
 from indexes.vectors import VectorIndex, VectorSettings
 from indexes.vectors.store import VectorStore, is_current
-from search.encoding.encoder import TEXT_BATCH, Encoder, ModelSpec, load_encoder
+from search.encoding.encoder import TEXT_BATCH, Encoder, load_encoder
 from search.encoding.identity import identity
+from search.encoding.spec import ModelSpec
 from search.encoding.texttower import CachedTower
 from search.errors import (
     FolderNotFound,
@@ -25,7 +26,7 @@ from search.errors import (
     QueryError,
 )
 from search.info import IndexInfo, index_info
-from search.ingest.pipeline import Indexer, IndexReport, IndexSettings, ProgressFn
+from search.ingest.pipeline import Indexer, IndexReport, IngestSettings, ProgressFn
 from search.ingest.plan import Plan, plan, plan_files
 from search.locations import check_folders, outermost, resolve_index_dir
 from search.photos.decode import DEFAULT_MAX_MEGAPIXELS, decoder_signature, load_rgb, open_rgb
@@ -90,7 +91,7 @@ class Library:
 
     # -- indexing -------------------------------------------------------------
     def index(self, folders: Sequence[str] = (), progress: ProgressFn | None = None,
-              settings: IndexSettings = IndexSettings(),
+              settings: IngestSettings = IngestSettings(),
               vectors: VectorSettings | None = None) -> IndexReport:
         """Add or refresh folders; with none, refresh every folder indexed before.
 
@@ -123,7 +124,7 @@ class Library:
         return report
 
     def index_files(self, paths: Sequence[str], progress: ProgressFn | None = None,
-                    settings: IndexSettings = IndexSettings()) -> IndexReport:
+                    settings: IngestSettings = IngestSettings()) -> IndexReport:
         """Index exactly these files (a benchmark's images); nothing else is pruned."""
         start = time.monotonic()
         with writer_lock(self.index_dir):
@@ -134,7 +135,7 @@ class Library:
         """New decoders (Pillow upgraded, pillow-heif installed) may read what failed before."""
         return self._catalog.get_meta("decoders") != decoder_signature()
 
-    def _run(self, todo: Plan, progress: ProgressFn | None, settings: IndexSettings,
+    def _run(self, todo: Plan, progress: ProgressFn | None, settings: IngestSettings,
              start: float) -> IndexReport:
         dim = self._catalog.get_meta("dim")
         # The model is recorded with the first vectors, so a run that fails to

@@ -46,7 +46,7 @@ from indexes.catalog import Catalog
 from indexes.files import TEMP_PREFIX
 from indexes.vectors import VectorSettings
 from indexes.vectors.store import INDEX_FILE, MANIFEST_FILE
-from search import IndexSettings, Library
+from search import IngestSettings, Library
 from search.errors import FolderNotFound, Interrupted, NoImagesFound
 
 FOLDERS = ("", "a", "a/b")  # under the root; a move may cross them
@@ -191,7 +191,7 @@ class Machine(RuleBasedStateMachine):
     def _index(self, lib: Library, batch: int, workers: int, every_root: bool = False):
         """`clipsearch index ROOT`, or with no folder (refresh every recorded root)."""
         return lib.index([] if every_root else [str(self.root)],
-                         settings=IndexSettings(batch_size=batch, workers=workers),
+                         settings=IngestSettings(batch_size=batch, workers=workers),
                          vectors=VectorSettings(self.kind))
 
     # -- the folder -------------------------------------------------------------

@@ -227,7 +227,7 @@ def test_vector_index_search_matches_numpy(tmp_path) -> None:
 def test_ctrl_c_keeps_committed_batches_and_a_rerun_resumes(
     open_library, photos, counting, tmp_path
 ) -> None:
-    from search import IndexSettings
+    from search import IngestSettings
     from search.errors import Interrupted
 
     def stop_at_fifth(done: int, total: int) -> None:
@@ -235,7 +235,7 @@ def test_ctrl_c_keeps_committed_batches_and_a_rerun_resumes(
             raise KeyboardInterrupt
 
     with pytest.raises(Interrupted) as stopped:
-        open_library().index([str(photos)], stop_at_fifth, IndexSettings(batch_size=4))
+        open_library().index([str(photos)], stop_at_fifth, IngestSettings(batch_size=4))
     # One batch of 4 was committed before the interrupt; the 5th was in flight.
     assert stopped.value.committed == 4
     assert_faiss_matches_catalog(tmp_path / "index")
@@ -294,7 +294,7 @@ def test_a_linked_folder_that_vanishes_keeps_its_photos(open_library, photos, tm
 
 
 def test_a_failing_model_load_is_tried_once(tmp_path, photos, tiny_spec) -> None:
-    from search import IndexSettings, Library
+    from search import IngestSettings, Library
     from search.errors import ModelUnavailable
 
     calls = []
@@ -305,7 +305,7 @@ def test_a_failing_model_load_is_tried_once(tmp_path, photos, tiny_spec) -> None
 
     lib = Library.open(str(tmp_path / "idx"), tiny_spec, create=True, load=broken)
     with lib, pytest.raises(ModelUnavailable):
-        lib.index([str(photos)], settings=IndexSettings(workers=4))
+        lib.index([str(photos)], settings=IngestSettings(workers=4))
     assert len(calls) == 1  # not once per queued photo
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from tiny import TINY_CFG, make_photo
 
-from search.encoding.encoder import ModelSpec, load_encoder
+from search.encoding.encoder import load_encoder
+from search.encoding.spec import ModelSpec
 from search.encoding.weights import check_weights
 from search.errors import ModelUnavailable
 
@@ -133,7 +134,7 @@ def test_bf16_vectors_stay_close_to_fp32(tiny_spec, tiny_encoder, tmp_path) -> N
 
 
 def test_auto_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
-    import search.encoding.encoder as models
+    import search.encoding.spec as models
 
     assert models.resolve_precision("auto", "cuda:0") == "fp16"
     monkeypatch.setattr(models, "cpu_has_bf16", lambda: True)

@@ -188,7 +188,7 @@ def test_a_rebuild_runs_beside_the_encoding_and_ends_consistent(
     from tiny import make_photo
 
     from indexes.vectors.rebuild import BackgroundBuild
-    from search.ingest.pipeline import IndexSettings
+    from search.ingest.pipeline import IngestSettings
 
     open_library().index([str(photos)], vectors=VectorSettings(index_type="hnsw"))
     for i in (0, 2):  # changed photos retire their old ids: 2 of 12 is over a tenth
@@ -212,7 +212,7 @@ def test_a_rebuild_runs_beside_the_encoding_and_ends_consistent(
 
     monkeypatch.setattr(VectorIndex, "build", classmethod(spy))
     monkeypatch.setattr(BackgroundBuild, "__init__", start)
-    report = open_library().index([str(photos)], settings=IndexSettings(batch_size=1))
+    report = open_library().index([str(photos)], settings=IngestSettings(batch_size=1))
     assert (report.changed, report.new) == (2, 4)
     [(thread, generation)] = seen  # one build, on the rebuild thread, not at the end
     assert thread == "clipsearch-rebuild"
@@ -232,14 +232,14 @@ def test_rerunning_an_interrupted_index_run_builds_the_kind_asked_for(
     # Found by tests/test_fuzz.py: the interrupted run saved its flat start and recorded
     # the settings, so the rerun (nothing to encode) used to leave the file flat.
     from search.errors import Interrupted
-    from search.ingest.pipeline import IndexSettings
+    from search.ingest.pipeline import IngestSettings
 
     def stop(done: int, total: int) -> None:
         if done == total:  # every batch committed, the rebuild not yet swapped in
             raise KeyboardInterrupt
 
     with pytest.raises(Interrupted):
-        open_library().index([str(photos)], stop, IndexSettings(batch_size=4),
+        open_library().index([str(photos)], stop, IngestSettings(batch_size=4),
                              vectors=VectorSettings("hnsw"))
     report = open_library().index([str(photos)], vectors=VectorSettings("hnsw"))
     assert report.nothing_to_do

@@ -1,4 +1,4 @@
-"""Model identity, precision, and the open_clip encoder behind one boundary.
+"""The open_clip encoder behind one boundary: float32, L2-normalised, C-contiguous rows.
 
 torch and open_clip are imported inside functions only: `--help`, argument
 errors and `info` must stay fast, and they never need a model.
@@ -7,17 +7,15 @@ errors and `info` must stay fast, and they never need a model.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
 import pickle
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from search.encoding.spec import ModelSpec, default_device, resolve_precision
 from search.encoding.weights import check_weights, hub_offline
 from search.errors import ModelUnavailable
 
@@ -27,53 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "ViT-B-32"
-DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TEXT_BATCH = 256  # texts per forward pass; text towers are cheap, memory is not a concern
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Which open_clip model produced (or will produce) an index's vectors.
-
-    `model` is a built-in name (`ViT-B-32`), `hf-hub:org/repo` or `local-dir:PATH`;
-    `pretrained` is an open_clip tag or a checkpoint file, and only applies to
-    built-in names (open_clip ignores it for the two schemas).
-    """
-
-    model: str = DEFAULT_MODEL
-    pretrained: str | None = DEFAULT_PRETRAINED
-
-    @classmethod
-    def create(cls, model: str | None, pretrained: str | None) -> ModelSpec:
-        """Normalise user input: absolute local paths, no `pretrained` with a schema."""
-        model = model or DEFAULT_MODEL
-        if model.startswith("local-dir:"):
-            local = model[len("local-dir:"):]
-            return cls(f"local-dir:{os.path.abspath(os.path.expanduser(local))}", None)
-        if model.startswith("hf-hub:"):
-            return cls(model, None)
-        if pretrained is None:
-            pretrained = DEFAULT_PRETRAINED if model == DEFAULT_MODEL else None
-        if pretrained and _looks_like_path(pretrained):
-            pretrained = os.path.abspath(os.path.expanduser(pretrained))
-        return cls(model, pretrained)
-
-    def to_json(self) -> str:
-        return json.dumps({"model": self.model, "pretrained": self.pretrained}, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> ModelSpec:
-        data = json.loads(text)
-        return cls(data["model"], data.get("pretrained"))
-
-    def __str__(self) -> str:
-        return f"{self.model} ({self.pretrained})" if self.pretrained else self.model
-
-
-def _looks_like_path(value: str) -> bool:
-    return os.sep in value or value.startswith(".") or os.path.isfile(value)
 
 
 class Encoder(Protocol):
@@ -184,33 +136,6 @@ def unit_rows(features: torch.Tensor) -> np.ndarray:
 
     rows = torch.nn.functional.normalize(features.float(), dim=-1)
     return np.ascontiguousarray(rows.cpu().numpy(), dtype=np.float32)
-
-
-def cpu_has_bf16() -> bool:
-    """AVX512-BF16 or AMX: bf16 matmuls run natively and about twice as fast as fp32."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    """`auto`: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    if precision != "auto":
-        return precision
-    if device.startswith("cuda"):
-        return "fp16"
-    return "bf16" if cpu_has_bf16() else "fp32"
-
-
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 _INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_",

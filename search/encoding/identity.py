@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from indexes.catalog import Catalog
 from indexes.vectors import VectorSettings
-from search.encoding.encoder import ModelSpec
+from search.encoding.spec import ModelSpec
 from search.errors import IndexNotFound, ModelMismatch
 from search.locations import resolve_index_dir
 
@@ -32,7 +32,7 @@ def identity(index_dir: str, catalog: Catalog, model: ModelSpec | None,
             f"{index_dir} holds vectors of {spec}, not {model}; one index never mixes "
             f"models: drop --model/--pretrained to use {spec}, or pass a new --index for {model}")
     if stored_precision and precision and precision != stored_precision:
-        from search.encoding.encoder import default_device, resolve_precision
+        from search.encoding.spec import default_device, resolve_precision
 
         if resolve_precision(precision, default_device()) != stored_precision:
             raise ModelMismatch(

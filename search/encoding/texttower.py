@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from indexes.files import atomic_write, temp_path
-from search.encoding.encoder import ClipEncoder, ModelSpec, unit_rows
+from search.encoding.encoder import ClipEncoder, unit_rows
+from search.encoding.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from search.errors import ModelUnavailable
 
 if TYPE_CHECKING:
-    from search.encoding.encoder import ModelSpec
+    from search.encoding.spec import ModelSpec
 
 HF_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from search.encoding.encoder import ModelSpec
+from search.encoding.spec import ModelSpec
 from search.errors import InputFileError
 from search.evaluation.datasets import EXAMPLES, EvalSet
 from search.evaluation.metrics import (
@@ -66,7 +66,7 @@ def evaluate(lib: Library, data: EvalSet, options: EvalOptions = EvalOptions(),
 
 def default_eval_index(spec: ModelSpec, precision: str | None) -> str:
     """The benchmark index for this model and (resolved) precision."""
-    from search.encoding.encoder import default_device, resolve_precision
+    from search.encoding.spec import default_device, resolve_precision
 
     return eval_index_dir(str(spec), resolve_precision(precision or "auto", default_device()))
 

@@ -31,7 +31,7 @@ ProgressFn = Callable[[int, int], None]  # (files processed, files to process)
 
 
 @dataclass(frozen=True)
-class IndexSettings:
+class IngestSettings:
     batch_size: int = 32  # images per forward pass and per commit: a crash loses at most this
     workers: int = max(1, os.cpu_count() or 1)  # decode threads (Pillow releases the GIL)
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS  # decompression-bomb guard
@@ -109,7 +109,7 @@ class Indexer:
     """Brings a catalog and its vector index up to date with folders on disk."""
 
     def __init__(self, catalog: Catalog, store: VectorStore, load_encoder: Callable[[], Encoder],
-                 settings: IndexSettings = IndexSettings(), dim: int | None = None,
+                 settings: IngestSettings = IngestSettings(), dim: int | None = None,
                  first_meta: Callable[[], dict[str, str]] = dict) -> None:
         self._catalog = catalog
         self._first_meta = first_meta  # written with the first vectors (model identity)
