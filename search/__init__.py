@@ -12,13 +12,14 @@ from search.library import Library
 from search.locations import default_index_dir
 from search.query import ImageHit, TextHit
 
-IndexSettings = IngestSettings  # its name before 0.2; kept for existing callers
+IndexSettings = IngestSettings  # its earlier name, kept for existing callers
 
 __all__ = [
     "ClipSearchError",
     "ImageHit",
     "IndexInfo",
     "IndexReport",
+    "IndexSettings",
     "IngestSettings",
     "Library",
     "ModelSpec",

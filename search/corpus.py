@@ -1,11 +1,16 @@
-"""Reading a corpus of texts (captions, tags, labels) from a file."""
+"""The text corpus `describe` ranks: texts (captions, tags, labels) read from files, encoded
+and kept in the catalog."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+from collections.abc import Sequence
 
+from indexes.catalog import Catalog
+from indexes.lock import writer_lock
+from search.encoding.session import ModelSession
 from search.errors import InputFileError
 
 
@@ -35,6 +40,27 @@ def read_texts(path: str) -> list[str]:
     if not texts:
         raise InputFileError(f"{path}: no texts found (one text per line, or a 'text' column)")
     return texts
+
+
+def add_texts(index_dir: str, catalog: Catalog, session: ModelSession,
+              texts: Sequence[str]) -> int:
+    """Encode and store texts not already in the corpus; returns how many were new."""
+    with writer_lock(index_dir):
+        fresh = [t for t in dict.fromkeys(texts) if t not in catalog.texts.existing([t])]
+        if not fresh:
+            return 0
+        encoder = session.encoder()
+        vectors = encoder.encode_texts(fresh)
+        with catalog.transaction():
+            if catalog.get_meta("model") is None:
+                catalog.record_model(session.identity_meta(), encoder.dim)
+            return catalog.texts.add(fresh, vectors)
+
+
+def remove_texts(index_dir: str, catalog: Catalog, texts: Sequence[str] | None) -> int:
+    """Remove the given texts, or all of them with `None`; returns how many went."""
+    with writer_lock(index_dir), catalog.transaction():
+        return catalog.texts.clear() if texts is None else catalog.texts.remove(texts)
 
 
 def _from_csv(path: str, f: object, delimiter: str) -> list[str]:

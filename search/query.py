@@ -1,4 +1,9 @@
-"""The query layer: weighted terms -> one unit query vector -> ranked images or texts."""
+"""The query layer: weighted terms -> one unit query vector -> ranked images or texts.
+
+`Searcher` answers one index's queries: terms become vectors through the model
+session (stored vectors and the text tower first), FAISS gives ids, the catalog
+gives rows.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexes.catalog import Catalog
-from indexes.vectors import VectorIndex
+from indexes.catalog import Catalog, FileRow
+from indexes.vectors import VectorIndex, VectorStore
+from search.encoding.session import ModelSession
 from search.errors import QueryError
 
 # "2:red car" is weighted; "10:30 sunset" is a time, not a weight (a digit follows the colon).
@@ -73,7 +79,8 @@ def search_images(index: VectorIndex, catalog: Catalog, query: np.ndarray, k: in
     """Top-k images for a unit query vector, optionally restricted to a folder."""
     if k < 1:
         raise QueryError(f"-k must be at least 1 (got {k})")
-    allowed = catalog.ids_under(under) if under else None
+    # Folders are stored as real paths.
+    allowed = catalog.ids_under(os.path.realpath(os.path.expanduser(under))) if under else None
     if index.count == 0 or (allowed is not None and len(allowed) == 0):
         return []
     if allowed is not None and not index.exact and len(allowed) <= EXACT_SUBSET:
@@ -112,3 +119,60 @@ def rank_texts(texts: Sequence[str], vectors: np.ndarray, query: np.ndarray,
 def image_weight(term: str) -> tuple[float, str]:
     """Images take weights too (`2:beach.jpg`), unless the whole string is a file."""
     return (1.0, term) if os.path.exists(term) else split_weight(term)
+
+
+class Searcher:
+    """Queries of one index: its catalog, its FAISS store and its model session."""
+
+    def __init__(self, catalog: Catalog, store: VectorStore, session: ModelSession) -> None:
+        self._catalog = catalog
+        self._store = store
+        self._session = session
+
+    def images(self, texts: Sequence[str], images: Sequence[str], negatives: Sequence[str],
+               k: int, under: str | None, min_score: float | None,
+               vectors: Sequence[np.ndarray]) -> list[ImageHit]:
+        """Images ranked by cosine with the combined query (see `Library.query`)."""
+        index = self._store.for_queries(self._catalog)  # an empty index fails before the model
+        text_vector, image_vector = self._session.text_vector, self._session.image_vector
+        positives = [(w, text_vector(t)) for w, t in map(split_weight, texts)]
+        positives += [(w, image_vector(p)) for w, p in map(image_weight, images)]
+        positives += [(1.0, v) for v in vectors]
+        minus = [(w, text_vector(t)) for w, t in map(split_weight, negatives)]
+        return search_images(index, self._catalog, combine(positives, minus), k, under,
+                             min_score)
+
+    def similar(self, file_id: int, k: int) -> list[ImageHit]:
+        """Images most like an indexed one, by its stored vector."""
+        vector = self._catalog.vector(file_id)
+        if vector is None:
+            raise QueryError(f"no indexed image with id {file_id}")
+        return search_images(self._store.for_queries(self._catalog), self._catalog, vector, k)
+
+    def describe(self, image: str, k: int) -> list[TextHit]:
+        """The corpus texts that best match an image (the corpus is checked before the model)."""
+        dim = self._catalog.dim()
+        texts, vectors = self._catalog.texts.matrix(dim) if dim else ([], None)
+        if not texts or vectors is None:
+            raise QueryError("the text corpus is empty; add texts with `clipsearch texts add FILE`")
+        return rank_texts(texts, vectors, self._session.image_vector(image), k)
+
+    def photo(self, file_id: int) -> FileRow | None:
+        """The catalog's row for an indexed photo (with a vector), else None."""
+        row = self._catalog.file_by_id(file_id)
+        return row if row is not None and row.has_vector else None
+
+    def ids(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> np.ndarray:
+        """Top-k catalog ids per query row, through the FAISS index `images` uses."""
+        return self._store.for_queries(self._catalog).search(queries, k, allowed)[1]
+
+    def stored_vectors(self, paths: Sequence[str],
+                       ) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
+        """(ids, vectors) of indexed photos in `paths` order, and {path: why} for the rest."""
+        dim = self._catalog.dim()
+        if dim is None:
+            return (np.zeros(0, np.int64), np.zeros((0, 0), np.float32),
+                    dict.fromkeys(paths, "not indexed"))
+        ids, vectors, missing = self._catalog.vectors_by_path(paths, dim)
+        rows = {path: self._catalog.file_by_path(path) for path in missing}
+        return ids, vectors, {p: (r.error if r else None) or "not indexed" for p, r in rows.items()}

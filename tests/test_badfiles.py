@@ -20,7 +20,7 @@ from test_cli import run
 from test_images import _png_declaring
 from tiny import make_photo
 
-from search.ingest import pipeline
+from search.ingest import prepare
 
 
 def _twin(path: Path, seed: int, size: tuple[int, int] = (96, 64)) -> np.ndarray:
@@ -98,7 +98,7 @@ def test_a_messy_folder_indexes_every_good_photo_once_and_names_every_bad_one(
     root = tmp_path / "messy"
     twins, bad = corpus(root)
     whole = (root / "plain" / "ok2.jpg").read_bytes()
-    real = pipeline.fingerprint
+    real = prepare.fingerprint
 
     def racing(path: str) -> str:
         """Files change under the run: one vanishes after the scan, one grows after
@@ -111,9 +111,9 @@ def test_a_messy_folder_indexes_every_good_photo_once_and_names_every_bad_one(
                 f.write(whole[len(whole) // 3:])
         return digest
 
-    monkeypatch.setattr(pipeline, "fingerprint", racing)
+    monkeypatch.setattr(prepare, "fingerprint", racing)
     open_library().index([str(root)])
-    monkeypatch.setattr(pipeline, "fingerprint", real)
+    monkeypatch.setattr(prepare, "fingerprint", real)
     code, out, err = run("info", "--index", str(tmp_path / "index"), "--errors", "--json")
     assert code == 0, err
     reasons = {os.path.relpath(s["path"], root): s["reason"]

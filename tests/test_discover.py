@@ -1,4 +1,4 @@
-"""search.ingest.scan: a loop-safe, deterministic walk that reports what it could not use."""
+"""search.ingest.walk: a loop-safe, deterministic walk that reports what it could not use."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from search.errors import FolderNotFound
-from search.ingest import scan as discover
-from search.ingest.scan import FoundFile, scan
+from search.ingest import walk
+from search.ingest.walk import FoundFile, scan
 
 
 def _touch(path: Path, data: bytes = b"x") -> Path:
@@ -89,14 +89,14 @@ def test_symlink_loop_is_skipped_with_a_reason(tmp_path: Path) -> None:
     (tmp_path / "a" / "up").symlink_to(tmp_path)  # a/up -> root: a cycle
     result = scan(tmp_path)
     assert [f.path for f in result.files] == [str(tmp_path / "a" / "p.jpg")]
-    assert result.skipped == [(str(tmp_path / "a" / "up"), discover.LINK_LOOP)]
+    assert result.skipped == [(str(tmp_path / "a" / "up"), walk.LINK_LOOP)]
 
 
 def test_self_referencing_symlinks_are_reported_not_raised(tmp_path: Path) -> None:
     (tmp_path / "x.jpg").symlink_to(tmp_path / "y.jpg")
     (tmp_path / "y.jpg").symlink_to(tmp_path / "x.jpg")  # the OS says ELOOP
     reasons = {Path(p).name: r for p, r in scan(tmp_path).skipped}
-    assert reasons == {"x.jpg": discover.LINK_LOOP, "y.jpg": discover.LINK_LOOP}
+    assert reasons == {"x.jpg": walk.LINK_LOOP, "y.jpg": walk.LINK_LOOP}
 
 
 def test_dangling_symlinks_are_skipped_with_a_reason(tmp_path: Path) -> None:
@@ -106,8 +106,8 @@ def test_dangling_symlinks_are_skipped_with_a_reason(tmp_path: Path) -> None:
     result = scan(tmp_path)
     assert result.files == []
     assert result.skipped == [
-        (str(tmp_path / "gone.jpg"), discover.BROKEN_LINK),
-        (str(tmp_path / "gone_folder"), discover.BROKEN_LINK),
+        (str(tmp_path / "gone.jpg"), walk.BROKEN_LINK),
+        (str(tmp_path / "gone_folder"), walk.BROKEN_LINK),
     ]
 
 
@@ -118,7 +118,7 @@ def test_linked_folder_is_scanned_once_under_its_real_path(tmp_path: Path) -> No
     (tmp_path / "alias").symlink_to(tmp_path / "zreal")
     result = scan(tmp_path)
     assert _paths(tmp_path) == ["zreal/p.jpg"]
-    assert result.skipped == [(str(tmp_path / "alias"), discover.SEEN_FOLDER)]
+    assert result.skipped == [(str(tmp_path / "alias"), walk.SEEN_FOLDER)]
 
 
 def test_folder_outside_the_root_is_followed(tmp_path: Path) -> None:
@@ -142,8 +142,8 @@ def test_non_utf8_names_are_skipped_with_a_rename_hint(tmp_path: Path) -> None:
     assert [Path(f.path).name for f in result.files] == ["fine.jpg"]
     # The catalog stores UTF-8 text; a Latin-1 name (or anything under one) cannot go in.
     assert [(os.fsencode(p), r) for p, r in result.skipped] == [
-        (os.path.join(root, b"caf\xe9.jpg"), discover.BAD_NAME),
-        (os.path.join(root, b"dir\xff"), discover.BAD_NAME),
+        (os.path.join(root, b"caf\xe9.jpg"), walk.BAD_NAME),
+        (os.path.join(root, b"dir\xff"), walk.BAD_NAME),
     ]
 
 
@@ -153,7 +153,7 @@ def test_unreadable_folder_is_skipped_with_a_reason(tmp_path: Path) -> None:
     _touch(locked / "p.jpg")
     locked.chmod(0)
     try:
-        assert scan(tmp_path).skipped == [(str(locked), discover.PERMISSION_DENIED)]
+        assert scan(tmp_path).skipped == [(str(locked), walk.PERMISSION_DENIED)]
     finally:
         locked.chmod(0o755)
 
@@ -162,4 +162,4 @@ def test_fifo_named_like_a_photo_is_not_a_photo(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe.jpg")
     result = scan(tmp_path)
     assert result.files == []
-    assert result.skipped == [(str(tmp_path / "pipe.jpg"), discover.NOT_REGULAR)]
+    assert result.skipped == [(str(tmp_path / "pipe.jpg"), walk.NOT_REGULAR)]

@@ -312,11 +312,11 @@ def test_a_failing_model_load_is_tried_once(tmp_path, photos, tiny_spec) -> None
 def test_skipped_files_are_retried_when_the_decoders_change(
     open_library, photos, counting, monkeypatch
 ) -> None:
-    import search.ingest.pipeline
-    import search.library
+    import search.ingest.prepare
+    import search.ingest.runner
     from search.errors import ImageDecodeError
 
-    real = search.ingest.pipeline.load_rgb
+    real = search.ingest.prepare.load_rgb
     victim = str(photos / "beach" / "p01.png")
 
     def picky(path, *args, **kwargs):
@@ -324,11 +324,12 @@ def test_skipped_files_are_retried_when_the_decoders_change(
             raise ImageDecodeError(str(path), "needs a decoder we lack")
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(search.ingest.pipeline, "load_rgb", picky)
+    monkeypatch.setattr(search.ingest.prepare, "load_rgb", picky)
     assert open_library().index([str(photos)]).skipped == [(victim, "needs a decoder we lack")]
-    monkeypatch.setattr(search.ingest.pipeline, "load_rgb", real)
+    monkeypatch.setattr(search.ingest.prepare, "load_rgb", real)
     assert open_library().index([str(photos)]).nothing_to_do  # same decoders: not retried
-    monkeypatch.setattr(search.library, "decoder_signature", lambda: "Pillow 99 + pillow-heif")
+    upgraded = "Pillow 99 + pillow-heif"
+    monkeypatch.setattr(search.ingest.runner, "decoder_signature", lambda: upgraded)
     counting.images_encoded = 0
     report = open_library().index([str(photos)])
     assert (report.changed, report.skipped, counting.images_encoded) == (1, [], 1)

@@ -108,6 +108,12 @@ class Catalog(FileTable):
         value = self.get_meta("dim")
         return int(value) if value else None
 
+    def record_model(self, identity: dict[str, str], dim: int) -> None:
+        """Record, with the first vectors, what made them (opaque to the catalog) and their size."""
+        for key, value in identity.items():
+            self.set_meta(key, value)
+        self.set_meta("dim", str(dim))
+
     def bump_generation(self) -> None:
         self.set_meta("generation", str(self.generation() + 1))
 

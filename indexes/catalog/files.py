@@ -28,6 +28,14 @@ class FileRow:
     error: str | None
 
 
+# A files row as FileRow: the vector itself stays in SQLite until asked for.
+_ROW = "SELECT id, path, size, mtime_ns, fingerprint, vector IS NOT NULL, error FROM files"
+
+
+def _file_row(r: tuple) -> FileRow:
+    return FileRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6])
+
+
 class FileTable:
     """Queries on the files table (rows, vectors, retired ids) for `Catalog`."""
 
@@ -36,9 +44,8 @@ class FileTable:
     def files_under(self, folder: str) -> dict[str, FileRow]:
         lo, hi = under_bounds(folder)
         rows = self._conn.execute(
-            "SELECT id, path, size, mtime_ns, fingerprint, vector IS NOT NULL, error "
-            "FROM files WHERE path >= ? AND path < ?", (lo, hi))
-        return {r[1]: FileRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows}
+            _ROW + " WHERE path >= ? AND path < ?", (lo, hi))
+        return {r[1]: _file_row(r) for r in rows}
 
     def ids_under(self, folder: str) -> np.ndarray:
         lo, hi = under_bounds(folder)
@@ -50,10 +57,9 @@ class FileTable:
         found: dict[str, FileRow] = {}
         for fp in set(fingerprints):
             r = self._conn.execute(
-                "SELECT id, path, size, mtime_ns, fingerprint, vector IS NOT NULL, error "
-                "FROM files WHERE fingerprint=? ORDER BY vector IS NULL LIMIT 1", (fp,)).fetchone()
+                _ROW + " WHERE fingerprint=? ORDER BY vector IS NULL LIMIT 1", (fp,)).fetchone()
             if r:
-                found[fp] = FileRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6])
+                found[fp] = _file_row(r)
         return found
 
     def vector_fingerprints(self) -> set[str]:
@@ -67,9 +73,13 @@ class FileTable:
 
     def file_by_path(self, path: str) -> FileRow | None:
         r = self._conn.execute(
-            "SELECT id, path, size, mtime_ns, fingerprint, vector IS NOT NULL, error "
-            "FROM files WHERE path=?", (path,)).fetchone()
-        return FileRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) if r else None
+            _ROW + " WHERE path=?", (path,)).fetchone()
+        return _file_row(r) if r else None
+
+    def file_by_id(self, file_id: int) -> FileRow | None:
+        r = self._conn.execute(
+            _ROW + " WHERE id=?", (int(file_id),)).fetchone()
+        return _file_row(r) if r else None
 
     def put_file(self, path: str, size: int, mtime_ns: int, fingerprint: str,
                  vector: np.ndarray | None, error: str | None) -> int:

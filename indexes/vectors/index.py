@@ -9,79 +9,30 @@ changed photo gets a new id), so ids are only ever added or retired.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from indexes.catalog import Catalog
-from indexes.vectors.kinds import (
-    RETRAIN_GROWTH,
-    IndexSpec,
-    choose,
-    default_max_memory,
-    effective,
-    training_size,
-)
+from indexes.vectors.kinds import training_size
 from indexes.vectors.overlay import Overlay
+from indexes.vectors.settings import BuildRecord, VectorSettings, outgrown
 from indexes.vectors.tuning import SAMPLE, exact_neighbours, tune
 
 if TYPE_CHECKING:
     import faiss
 
 STALE_LIMIT = 0.10  # rebuild a graph index once a tenth of its entries are retired ids
-_GROWTH = ("flat", "hnsw", "ivfpq", "factory")  # the order kinds succeed each other in
 # Compressed codes: re-rank REFINE x k candidates exactly with the catalog's float vectors,
 # deeper when the codes alone cannot reach the recall target (tuned at build time).
 REFINE = (10, 20, 50)
 
 
-@dataclass(frozen=True)
-class VectorSettings:
-    """How the user wants vectors indexed; stored in the catalog, changed with `index` flags."""
-
-    index_type: str = "auto"  # auto, flat, hnsw, ivfpq, or a FAISS index_factory string
-    max_memory: int = 0  # bytes for the index; 0: a quarter of RAM
-    recall: float = 0.95  # recall@10 the query knob is tuned for
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str | None) -> VectorSettings:
-        """Unknown keys (from a newer clipsearch) are ignored."""
-        data = json.loads(text) if text else {}
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
-
-    def spec_for(self, count: int, dim: int) -> IndexSpec:
-        spec = choose(self.index_type, count, dim, self.max_memory or default_max_memory())
-        return effective(spec, count)
-
-
-@dataclass
-class Built:
-    """What a build measured: kept in the manifest and shown by `info`."""
-
-    kind: str
-    factory: str
-    knob: str | None = None
-    knob_value: int | None = None
-    recall: float | None = None  # measured recall@10 against exact search
-    recall_target: float | None = None
-    trained_on: int = 0
-    stale: int = 0  # retired ids still inside (graph indexes cannot remove)
-    refine: int = 0  # re-rank refine*k candidates exactly with the catalog's vectors
-    requested: str = "auto"  # the --index-type it was built for
-    max_id: int = 0  # the largest catalog id inside: later rows are missing from this file
-    built_at: int = 0  # collection size at the build: retrain once it is 4x bigger or smaller
-
-
 class VectorIndex:
     """A FAISS index plus what its build measured."""
 
-    def __init__(self, index: faiss.Index, built: Built, mapped: bool = False) -> None:
+    def __init__(self, index: faiss.Index, built: BuildRecord, mapped: bool = False) -> None:
         self._index = index
         self.built = built
         self._catalog: Catalog | None = None  # full vectors, for re-ranking compressed codes
@@ -97,7 +48,7 @@ class VectorIndex:
     def empty(cls, dim: int) -> VectorIndex:
         import faiss
 
-        exact = Built("flat", "IDMap2,Flat", recall=1.0)
+        exact = BuildRecord("flat", "IDMap2,Flat", recall=1.0)
         return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), exact)
 
     @classmethod
@@ -114,7 +65,7 @@ class VectorIndex:
             trained_on = len(sample)
         for ids, vectors in catalog.iter_vectors(dim):
             index.add_with_ids(vectors, ids)
-        built = Built(spec.kind, spec.factory, spec.knob, trained_on=trained_on,
+        built = BuildRecord(spec.kind, spec.factory, spec.knob, trained_on=trained_on,
                       recall=1.0 if spec.kind == "flat" else None,
                       refine=REFINE[0] if "PQ" in spec.factory else 0,
                       requested=settings.index_type, max_id=catalog.max_vector_id(),
@@ -252,17 +203,6 @@ class VectorIndex:
             out_s[row, :len(order)] = scores[order]
             out_i[row, :len(order)] = found[order]
         return out_s, out_i
-
-
-def outgrown(built: Built, count: int, dim: int, settings: VectorSettings) -> bool:
-    """An index built as `built` no longer suits `count` vectors under `settings`."""
-    if built.requested != settings.index_type:
-        return True
-    wanted = settings.spec_for(count, dim)
-    if wanted.kind != built.kind and _GROWTH.index(wanted.kind) > _GROWTH.index(built.kind):
-        return True  # flat -> hnsw -> ivfpq as the collection grows, never back by itself
-    trained = built.trained_on and (built.built_at or built.trained_on)
-    return bool(trained) and not trained / RETRAIN_GROWTH <= count <= trained * RETRAIN_GROWTH
 
 
 @contextlib.contextmanager

@@ -13,7 +13,8 @@ from __future__ import annotations
 import threading
 
 from indexes.catalog import Catalog
-from indexes.vectors.index import VectorIndex, VectorSettings
+from indexes.vectors.index import VectorIndex
+from indexes.vectors.settings import VectorSettings
 
 
 class BackgroundBuild:

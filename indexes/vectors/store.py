@@ -18,9 +18,12 @@ from collections.abc import Callable
 from dataclasses import asdict
 
 from indexes.catalog import Catalog
+from indexes.errors import IndexBusy, IndexNotFound
 from indexes.files import atomic_write, fsync_file, temp_path
-from indexes.vectors.index import Built, VectorIndex, VectorSettings, outgrown
+from indexes.lock import writer_lock
+from indexes.vectors.index import VectorIndex
 from indexes.vectors.rebuild import BackgroundBuild
+from indexes.vectors.settings import BuildRecord, VectorSettings, outgrown
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,7 @@ FORMAT_VERSION = 3  # 3: max_id, requested, mtime_ns
 MMAP_MIN_BYTES = 64 << 20  # read-only loads map files this large instead of reading them
 FULL_CHECK_MAX_BYTES = 256 << 20  # read-only loads of larger files check size and mtime only
 EXACT = VectorSettings("flat")
+SETTINGS_KEY = "vectors"  # the catalog meta key holding VectorSettings as JSON
 
 
 def save(index: VectorIndex, index_dir: str, generation: int) -> None:
@@ -101,7 +105,7 @@ def is_current(index_dir: str, catalog: Catalog, dim: int, settings: VectorSetti
         return False
     return (manifest.get("generation") == catalog.generation()
             and _same_file(os.path.join(index_dir, INDEX_FILE), manifest)
-            and not outgrown(Built(**manifest["built"]), catalog.counts()["vectors"], dim,
+            and not outgrown(BuildRecord(**manifest["built"]), catalog.counts()["vectors"], dim,
                              settings))
 
 
@@ -120,7 +124,7 @@ def _load(index_dir: str, dim: int, writable: bool) -> tuple[VectorIndex, int] |
     if not writable and manifest["bytes"] >= MMAP_MIN_BYTES:
         flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
     try:
-        index = VectorIndex(faiss.read_index(path, flags), Built(**manifest["built"]),
+        index = VectorIndex(faiss.read_index(path, flags), BuildRecord(**manifest["built"]),
                             mapped=bool(flags))
     except (RuntimeError, TypeError) as exc:
         log.warning("%s cannot be read (%s); rebuilding it from the catalog", path, exc)
@@ -163,11 +167,55 @@ def _crc32(path: str) -> int:
 
 
 class VectorStore:
-    """One index folder's FAISS file, with the user's settings for it."""
+    """One index folder's FAISS file, with the user's settings for it (kept in the catalog)."""
 
     def __init__(self, index_dir: str, settings: VectorSettings) -> None:
         self.index_dir = index_dir
         self.settings = settings
+        self._loaded: tuple[int, VectorIndex] | None = None  # (generation, index) for queries
+
+    @classmethod
+    def of(cls, index_dir: str, catalog: Catalog) -> VectorStore:
+        """The store with the settings the catalog records (defaults for a new index)."""
+        return cls(index_dir, VectorSettings.from_json(catalog.get_meta(SETTINGS_KEY)))
+
+    def refit(self, catalog: Catalog, settings: VectorSettings) -> bool:
+        """Record new settings; True if they differ. A bad factory string fails here, before
+        anything changes. The caller holds the write lock; the next save applies them."""
+        if settings == self.settings:
+            return False
+        settings.spec_for(1_000_000, catalog.dim() or 512)
+        with catalog.transaction():
+            catalog.set_meta(SETTINGS_KEY, settings.to_json())
+        self.settings = settings
+        return True
+
+    def settle(self, catalog: Catalog, force: bool = False) -> None:
+        """After a run that changed no photo (so saved nothing): rebuild a lost, stale or
+        outgrown file, or any file with `force` (new settings). The caller holds the lock."""
+        dim = catalog.dim()
+        if dim and (force or not is_current(self.index_dir, catalog, dim, self.settings)):
+            self.finish(self.load(catalog, dim), catalog)
+
+    def for_queries(self, catalog: Catalog) -> VectorIndex:
+        """The index as of the catalog's generation, loaded read-only once per generation
+        (warm queries reuse it). A rebuilt file is saved unless a writer is busy."""
+        dim = catalog.dim()
+        if dim is None:  # checked before any model is loaded
+            raise IndexNotFound(f"the index at {self.index_dir} is empty; add photos with "
+                                "`clipsearch index FOLDER`")
+        generation = catalog.generation()
+        if self._loaded is None or self._loaded[0] != generation:
+            index = self.load(catalog, dim, writable=False,
+                              save_as=lambda built, at: self._try_save(catalog, built, at))
+            self._loaded = (generation, index)
+        return self._loaded[1]
+
+    def _try_save(self, catalog: Catalog, index: VectorIndex, generation: int) -> None:
+        """Keep a rebuilt FAISS file for next time, unless a writer is busy (it will save)."""
+        with contextlib.suppress(IndexBusy, OSError), writer_lock(self.index_dir):
+            if catalog.generation() == generation:
+                self.save(index, generation)
 
     def load(self, catalog: Catalog, dim: int, writable: bool = True,
              save_as: Callable[[VectorIndex, int], None] | None = None) -> VectorIndex:

@@ -1,0 +1,112 @@
+"""One index's model: loaded once when first needed, with the shortcuts that avoid loading it.
+
+A cold text query uses the traced text tower saved beside the index; a query
+image that is an unchanged indexed photo uses its stored vector. Only what
+cannot be answered that way loads the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from indexes.catalog import Catalog
+from indexes.errors import IndexBusy
+from indexes.lock import writer_lock
+from search.encoding.encoder import TEXT_BATCH, Encoder
+from search.encoding.spec import ModelSpec
+from search.encoding.texttower import CachedTower
+from search.errors import ImageDecodeError, QueryError
+from search.photos.decode import DEFAULT_MAX_MEGAPIXELS, load_rgb, open_rgb
+
+EncoderLoader = Callable[[ModelSpec, str], Encoder]  # (model, precision) -> encoder
+
+
+class ModelSession:
+    """The encoder of one index's model and precision; `load` builds it (tests pass a tiny one)."""
+
+    def __init__(self, index_dir: str, catalog: Catalog, model: ModelSpec, precision: str,
+                 load: EncoderLoader) -> None:
+        self.model = model
+        self.precision = precision  # "auto" until the encoder is loaded
+        self._index_dir = index_dir
+        self._catalog = catalog
+        self._load = load
+        self._encoder: Encoder | None = None
+        self._tower = CachedTower(index_dir)
+
+    def encoder(self) -> Encoder:
+        """The loaded encoder (loading it the first time)."""
+        if self._encoder is None:
+            self._encoder = self._load(self.model, self.precision)
+            self.precision = self._encoder.precision  # "auto" resolved
+        return self._encoder
+
+    def identity_meta(self) -> dict[str, str]:
+        """What the catalog records with its first vectors (loads the encoder)."""
+        return {"model": self.model.to_json(), "precision": self.encoder().precision}
+
+    def save_tower(self) -> None:
+        """Keep the loaded model's text tower beside the index; the caller holds the lock."""
+        self._tower.save_from(self._encoder)
+
+    def text_vector(self, text: str) -> np.ndarray:
+        """From the loaded model, else the traced text tower (fast cold start), else the model."""
+        if self._encoder is None:
+            vector = self._tower.encode(text, self.model, self.precision)
+            if vector is not None:
+                return vector
+        vector = self.encoder().encode_texts([text])[0]
+        with contextlib.suppress(IndexBusy), writer_lock(self._index_dir):
+            self.save_tower()  # so the next cold query is fast
+        return vector
+
+    def image_vector(self, path: str) -> np.ndarray:
+        """Stored vector of an unchanged indexed photo, else decode and encode it."""
+        full = os.path.abspath(os.path.expanduser(path))
+        try:
+            st = os.stat(full)
+        except OSError as exc:
+            raise QueryError(f"{path}: cannot read query image ({exc.strerror})") from None
+        for candidate in dict.fromkeys((full, os.path.realpath(full))):
+            row = self._catalog.file_by_path(candidate)
+            if row and row.has_vector and (row.size, row.mtime_ns) == (st.st_size, st.st_mtime_ns):
+                vector = self._catalog.vector(row.id)
+                if vector is not None:
+                    return vector
+        encoder = self.encoder()
+        try:
+            image = load_rgb(full, DEFAULT_MAX_MEGAPIXELS, min_side=encoder.image_size)
+        except ImageDecodeError as exc:
+            raise QueryError(f"{path}: cannot read query image ({exc.reason})") from None
+        return encoder.encode_images(encoder.preprocess(image)[None])[0]
+
+    def upload_vector(self, data: bytes, name: str) -> np.ndarray:
+        """The vector of an image given as bytes (an upload); QueryError if unreadable."""
+        encoder = self.encoder()
+        try:
+            image = open_rgb(data, name, DEFAULT_MAX_MEGAPIXELS, min_side=encoder.image_size)
+        except ImageDecodeError as exc:
+            raise QueryError(f"{name}: cannot read the image ({exc.reason})") from None
+        return encoder.encode_images(encoder.preprocess(image)[None])[0]
+
+    def caption_vectors(self, texts: Sequence[str],
+                        progress: Callable[[int, int], None] | None = None,
+                        ) -> tuple[np.ndarray, int]:
+        """Vectors of many texts (captions), cached in the catalog; returns (vectors, encoded)."""
+        cached = self._catalog.texts.cached(texts)
+        todo = [t for t in dict.fromkeys(texts) if t not in cached]
+        for start in range(0, len(todo), TEXT_BATCH):
+            batch = todo[start:start + TEXT_BATCH]
+            vectors = self.encoder().encode_texts(batch)
+            with writer_lock(self._index_dir), self._catalog.transaction():
+                self._catalog.texts.cache(batch, vectors)
+            cached.update(zip(batch, vectors, strict=True))
+            if progress:
+                progress(start + len(batch), len(todo))
+        if not texts:
+            return np.zeros((0, 0), np.float32), 0
+        return np.stack([cached[t] for t in texts]), len(todo)

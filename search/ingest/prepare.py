@@ -1,0 +1,96 @@
+"""Preparing files for encoding: fingerprint each one, decode what is new, on a thread pool."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from search.encoding.encoder import Encoder
+from search.errors import ImageDecodeError
+from search.ingest.plan import Work
+from search.photos.decode import DEFAULT_MAX_MEGAPIXELS, load_rgb
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    batch_size: int = 32  # images per forward pass and per commit: a crash loses at most this
+    workers: int = max(1, os.cpu_count() or 1)  # decode threads (Pillow releases the GIL)
+    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS  # decompression-bomb guard
+    include_hidden: bool = False  # skip .folders and .files, as file managers do
+
+
+class LazyEncoder:
+    """Load the model only when a file really needs encoding, once, from any thread."""
+
+    def __init__(self, load: Callable[[], Encoder]) -> None:
+        self._load = load
+        self._lock = threading.Lock()
+        self._encoder: Encoder | None = None
+        self._failure: BaseException | None = None
+
+    def get(self) -> Encoder:
+        with self._lock:
+            if self._failure is not None:  # fail once, not once per queued photo
+                raise self._failure
+            if self._encoder is None:
+                try:
+                    self._encoder = self._load()
+                except BaseException as exc:
+                    self._failure = exc
+                    raise
+            return self._encoder
+
+
+def fingerprint(path: str) -> str:
+    """Content hash; 128 bits is plenty to tell photos apart."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def decode(path: str, encoder: Encoder, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> object:
+    """One photo to the encoder's input tensor; raises ImageDecodeError."""
+    image = load_rgb(path, max_megapixels, min_side=encoder.image_size)
+    return encoder.preprocess(image)
+
+
+class Preparer:
+    """Fills in each `Work` item's fingerprint, and its pixels when its content is new."""
+
+    def __init__(self, encoder: LazyEncoder, settings: IngestSettings) -> None:
+        self._encoder = encoder
+        self._settings = settings
+
+    def prepared(self, work: list[Work], known: set[str]) -> Iterator[Work]:
+        """Every item prepared, in order; content in `known` is fingerprinted only.
+
+        On a CPU, decoding and encoding take turns with all cores each (a wave of
+        one batch, then its forward pass): running them at once oversubscribes the
+        cores and torch's spinning OpenMP threads lose more than the overlap wins.
+        """
+        wave = self._settings.batch_size
+        with ThreadPoolExecutor(self._settings.workers) as pool:
+            for start in range(0, len(work), wave):
+                yield from pool.map(lambda item: self.prepare(item, known),
+                                    work[start:start + wave])
+
+    def prepare(self, item: Work, known: set[str]) -> Work:
+        path = item.found.path
+        try:
+            item.fingerprint = fingerprint(path)
+        except OSError as exc:
+            item.error = f"cannot read file: {exc.strerror or exc}"
+            return item
+        if item.fingerprint in known:
+            return item
+        try:
+            item.pixels = decode(path, self._encoder.get(), self._settings.max_megapixels)
+        except ImageDecodeError as exc:
+            item.error = exc.reason
+        return item

@@ -1,0 +1,80 @@
+"""One `index` run from end to end: the folders, the write lock, the plan, the pipeline, and
+what the catalog keeps afterwards (indexed folders, unlisted entries, the decoders used)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+
+from indexes.catalog import Catalog
+from indexes.lock import writer_lock
+from indexes.vectors import VectorSettings, VectorStore
+from search.encoding.session import ModelSession
+from search.errors import FolderNotFound
+from search.ingest.pipeline import Indexer, IndexReport, ProgressFn
+from search.ingest.plan import Plan, plan, plan_files
+from search.ingest.prepare import IngestSettings
+from search.locations import check_folders, outermost
+from search.photos.decode import decoder_signature
+
+
+class IngestRunner:
+    """Index runs for one index folder; each holds the write lock throughout."""
+
+    def __init__(self, index_dir: str, catalog: Catalog, store: VectorStore,
+                 session: ModelSession) -> None:
+        self._index_dir = index_dir
+        self._catalog = catalog
+        self._store = store
+        self._session = session
+
+    def folders(self, folders: Sequence[str], progress: ProgressFn | None,
+                settings: IngestSettings, vectors: VectorSettings | None) -> IndexReport:
+        """Add or refresh folders; with none, refresh every folder indexed before."""
+        roots = outermost(check_folders(folders) or self._present_roots())
+        start = time.monotonic()
+        with writer_lock(self._index_dir):
+            refit = vectors is not None and self._store.refit(self._catalog, vectors)
+            todo = plan(self._catalog, roots, settings.include_hidden,
+                        require_images=bool(folders), retry_errors=self._decoders_changed())
+            report = self._run(todo, progress, settings, start)
+            if not (todo.work or todo.missing):  # the run saved nothing: rebuild if needed
+                self._store.settle(self._catalog, force=refit)
+            with self._catalog.transaction():
+                for root in roots:
+                    self._catalog.add_root(root)
+                self._catalog.unlisted.replace(roots, todo.unlisted)  # for info --errors
+        report.absent = [root for root in self._catalog.roots() if not os.path.isdir(root)]
+        return report
+
+    def files(self, paths: Sequence[str], progress: ProgressFn | None,
+              settings: IngestSettings) -> IndexReport:
+        """Index exactly these files (a benchmark's images); nothing else is pruned."""
+        start = time.monotonic()
+        with writer_lock(self._index_dir):
+            todo = plan_files(self._catalog, list(paths), self._decoders_changed())
+            return self._run(todo, progress, settings, start)
+
+    def _decoders_changed(self) -> bool:
+        """New decoders (Pillow upgraded, pillow-heif installed) may read what failed before."""
+        return self._catalog.get_meta("decoders") != decoder_signature()
+
+    def _run(self, todo: Plan, progress: ProgressFn | None, settings: IngestSettings,
+             start: float) -> IndexReport:
+        indexer = Indexer(self._catalog, self._store, self._session.encoder, settings,
+                          self._session.identity_meta)
+        report = indexer.run(todo, progress)
+        report.seconds = time.monotonic() - start  # the scan included
+        with self._catalog.transaction():
+            self._catalog.set_meta("decoders", decoder_signature())
+        self._session.save_tower()  # the write lock is held here
+        return report
+
+    def _present_roots(self) -> list[str]:
+        roots = self._catalog.roots()
+        if not roots:
+            raise FolderNotFound(self._index_dir, "no folders indexed yet; run "
+                                 "`clipsearch index FOLDER`")
+        # An absent root (unmounted disk) keeps its photos; it is not pruned.
+        return [r for r in roots if os.path.isdir(r)]
