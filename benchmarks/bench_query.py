@@ -65,7 +65,7 @@ def warm(count: int, queries: int = 200) -> tuple[float, float]:
 
     with tempfile.TemporaryDirectory() as tmp:
         lib = Library.open(tmp, ModelSpec.create(f"local-dir:{vit_b_32_dir()}", None), create=True)
-        encoder = lib._get_encoder()
+        encoder = lib._session.encoder()
         rng = np.random.default_rng(0)
         vectors = rng.normal(size=(count, encoder.dim)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -73,9 +73,7 @@ def warm(count: int, queries: int = 200) -> tuple[float, float]:
         with catalog.transaction():
             for i, vector in enumerate(vectors):
                 catalog.put_file(f"/photos/{i:07d}.jpg", 1, 1, f"fp{i}", vector, None)
-            for key, value in lib._identity_meta().items():
-                catalog.set_meta(key, value)
-            catalog.set_meta("dim", str(encoder.dim))
+            catalog.record_model(lib._session.identity_meta(), encoder.dim)
             catalog.bump_generation()
         lib.query(["warm-up"], k=10)
         latencies = []

@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from indexes.catalog import CATALOG_FILE, Catalog
-from indexes.vectors import VectorSettings
-from indexes.vectors.store import INDEX_FILE, read_manifest
+from indexes.vectors import INDEX_FILE, VectorStore, read_manifest
 from search.encoding.spec import ModelSpec
 
 
@@ -35,12 +34,12 @@ class IndexInfo:
 def index_info(catalog: Catalog, index_dir: str) -> IndexInfo:
     counts = catalog.counts()
     skipped = catalog.skipped()
-    dim = catalog.get_meta("dim")
+    dim = catalog.dim()
     stored = catalog.get_meta("model")
     return IndexInfo(
         index_dir=index_dir, model=str(ModelSpec.from_json(stored)) if stored else None,
         precision=catalog.get_meta("precision"),
-        dim=int(dim) if dim else None, roots=catalog.roots(), files=counts["files"],
+        dim=dim, roots=catalog.roots(), files=counts["files"],
         vectors=counts["vectors"], skipped=counts["skipped"], texts=counts["texts"],
         skipped_reasons=dict(collections.Counter(reason for _, reason in skipped)),
         skipped_files=skipped,
@@ -53,7 +52,7 @@ def index_info(catalog: Catalog, index_dir: str) -> IndexInfo:
 
 def _vector_index(catalog: Catalog, index_dir: str) -> dict[str, Any]:
     """What the last FAISS build measured, with the settings it was built for."""
-    settings = VectorSettings.from_json(catalog.get_meta("vectors"))
+    settings = VectorStore.of(index_dir, catalog).settings
     manifest = read_manifest(index_dir) or {}
     built = manifest.get("built", {})
     count = manifest.get("count") or 0

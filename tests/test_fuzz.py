@@ -20,16 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import pytest
+from crashpoints import Crash, Crasher, Untraced, crashing
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -39,13 +37,12 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from indexcheck import assert_faiss_matches_catalog
 from tiny import make_photo
 
-import indexes.vectors.store
 from indexes.catalog import Catalog
 from indexes.files import TEMP_PREFIX
 from indexes.vectors import VectorSettings
-from indexes.vectors.store import INDEX_FILE, MANIFEST_FILE
 from search import IngestSettings, Library
 from search.errors import FolderNotFound, Interrupted, NoImagesFound
 
@@ -61,82 +58,6 @@ def _path(folder: str, stem: str, ext: str) -> str:
 
 
 PATHS = sorted(_path(f, s, e) for f in FOLDERS for s in STEMS for e in EXTENSIONS)
-
-
-class Crash(Exception):
-    """The simulated crash."""
-
-
-class Crasher:
-    """Counts checkpoints during one run and fails at the chosen one.
-
-    `how`: "error" raises once (finally blocks still run and may save), "ctrl-c"
-    raises KeyboardInterrupt once, "kill" also fails every later checkpoint, so
-    nothing is written after it (a killed process).
-    """
-
-    def __init__(self, at: int, how: str) -> None:
-        self.at, self.how = at, how
-        self.passed = 0
-        self.fired = False
-
-    def checkpoint(self) -> None:
-        if self.fired:
-            if self.how == "kill":
-                raise Crash("killed: no more writes")
-            return
-        if self.passed == self.at:
-            self.fired = True
-            raise KeyboardInterrupt if self.how == "ctrl-c" else Crash(f"crash at {self.at}")
-        self.passed += 1
-
-
-@contextlib.contextmanager
-def crashing(lib: Library, crasher: Crasher) -> Iterator[None]:
-    """Checkpoints around every catalog transaction and inside every FAISS save."""
-    catalog, store = lib._catalog, lib._store
-    real_transaction, real_save = catalog.transaction, store.save
-    real_atomic_write = indexes.vectors.store.atomic_write
-
-    @contextlib.contextmanager
-    def transaction() -> Iterator[None]:
-        crasher.checkpoint()  # before BEGIN
-        with real_transaction():
-            yield
-            crasher.checkpoint()  # inside: rolled back
-        crasher.checkpoint()  # after COMMIT, before anything else (the FAISS update)
-
-    def save(index, generation):
-        try:
-            crasher.checkpoint()  # before the FAISS file is written
-        except Crash:
-            if crasher.how == "kill":  # killed while writing it: its temp file stays
-                Path(lib.index_dir, f"{TEMP_PREFIX}killed-{INDEX_FILE}").write_bytes(b"half")
-            raise
-        real_save(index, generation)
-
-    def atomic_write(path, data):
-        crasher.checkpoint()  # FAISS file replaced, its manifest not yet
-        real_atomic_write(path, data)
-
-    catalog.transaction = transaction
-    store.save = save
-    try:
-        with mock.patch.object(indexes.vectors.store, "atomic_write", atomic_write):
-            yield
-    finally:
-        del catalog.transaction, store.save
-
-
-class Untraced:
-    """The shared tiny encoder, but not a ClipEncoder: no text tower is exported after
-    each run (a second per new index, and not what this test is about)."""
-
-    def __init__(self, inner: object) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
 
 
 class Machine(RuleBasedStateMachine):
@@ -382,7 +303,7 @@ class Machine(RuleBasedStateMachine):
         assert not list(self.index_dir.glob(TEMP_PREFIX + "*"))  # a killed save's, cleared
         if photos:
             assert dim is not None
-            assert_faiss_file_matches_catalog(self.index_dir, self.kind)
+            assert_faiss_matches_catalog(self.index_dir, self.kind)
             expected = self.reference_vectors(photos)
             for path in photos:  # no stale vector for rewritten content
                 assert float(vectors[path] @ expected[path]) >= 0.999, path
@@ -424,29 +345,6 @@ class Machine(RuleBasedStateMachine):
         return {p: cache[d] for p, d in digests.items()}
 
     _reference_cache: dict[str, np.ndarray] = {}
-
-
-def assert_faiss_file_matches_catalog(index_dir: Path, kind: str) -> None:
-    """The saved FAISS file, of the kind asked for, read directly, holds the catalog's ids
-    and vectors, plus only the retired ids a graph index could not remove (counted as
-    stale in its manifest)."""
-    import faiss
-
-    catalog = Catalog.open(str(index_dir))
-    try:
-        manifest = json.loads((index_dir / MANIFEST_FILE).read_text())
-        assert manifest["generation"] == catalog.generation()
-        dim = int(catalog.get_meta("dim"))
-        expected = {int(i): v for ids, vecs in catalog.iter_vectors(dim)
-                    for i, v in zip(ids, vecs, strict=True)}
-    finally:
-        catalog.close()
-    # An interrupted run must not leave the file of another kind behind (a bug this found).
-    assert (manifest["built"]["kind"], manifest["built"]["requested"]) == (kind, kind)
-    index = faiss.read_index(str(index_dir / INDEX_FILE))
-    assert index.ntotal == len(expected) + manifest["built"]["stale"]
-    for file_id, vector in expected.items():
-        np.testing.assert_array_equal(index.reconstruct(file_id), vector)
 
 
 def test_index_runs_crashes_and_file_changes_keep_the_index_true(

@@ -2,41 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
+from indexcheck import assert_faiss_matches_catalog
 from tiny import make_photo
-
-from indexes.catalog import Catalog
-from indexes.vectors import VectorIndex, VectorSettings
-from indexes.vectors.store import INDEX_FILE, MANIFEST_FILE
-
-
-def assert_faiss_matches_catalog(index_dir: Path) -> None:
-    """The saved FAISS file, read directly, holds exactly the catalog's ids and vectors."""
-    import faiss
-
-    catalog = Catalog.open(str(index_dir))
-    try:
-        manifest = json.loads((index_dir / MANIFEST_FILE).read_text())
-        # A stale file would be rebuilt silently on load; here it must already be right.
-        assert manifest["generation"] == catalog.generation()
-        dim = int(catalog.get_meta("dim"))
-        expected = {
-            int(i): v
-            for ids, vecs in catalog.iter_vectors(dim)
-            for i, v in zip(ids, vecs, strict=True)
-        }
-    finally:
-        catalog.close()
-    index = faiss.read_index(str(index_dir / INDEX_FILE))
-    assert index.ntotal == len(expected)  # no id twice, none missing
-    for file_id, vector in expected.items():
-        np.testing.assert_array_equal(index.reconstruct(file_id), vector)
 
 
 def test_first_run_encodes_every_photo(open_library, photos, counting) -> None:
@@ -94,21 +66,6 @@ def test_deleted_photo_is_pruned_from_catalog_and_faiss(open_library, photos, tm
     assert_faiss_matches_catalog(tmp_path / "index")
 
 
-def test_the_retired_id_log_is_kept_only_until_the_file_is_saved(
-    open_library, photos, tmp_path
-) -> None:
-    lib = open_library()
-    lib.index([str(photos)])
-    (photos / "beach" / "p01.png").unlink()
-    make_photo(photos / "city" / "p02.jpg", seed=901)  # changed: its old id retires too
-    report = open_library().index([str(photos)])
-    assert (report.removed, report.changed) == (1, 1)
-    catalog = Catalog.open(str(tmp_path / "index"))
-    assert len(catalog.retired_since(0)) == 0  # the saved file already reflects both
-    catalog.close()
-    assert_faiss_matches_catalog(tmp_path / "index")
-
-
 def test_renamed_and_moved_photos_reuse_their_vectors(open_library, photos, counting) -> None:
     lib = open_library()
     lib.index([str(photos)])
@@ -149,57 +106,6 @@ def test_bad_file_is_skipped_with_reason_and_retried_when_it_changes(
     assert (report.changed, report.skipped, counting.images_encoded) == (1, [], 1)
 
 
-def test_lost_faiss_file_is_rebuilt_from_the_catalog(open_library, photos, tmp_path) -> None:
-    lib = open_library()
-    lib.index([str(photos)])
-    expected = [h.path for h in lib.query(["night"], k=5)]
-    (tmp_path / "index" / INDEX_FILE).unlink()
-    assert [h.path for h in open_library().query(["night"], k=5)] == expected
-    assert (tmp_path / "index" / INDEX_FILE).exists()
-
-
-def test_lost_graph_index_is_searched_exactly_until_an_index_run_rebuilds_it(
-    open_library, photos, tmp_path, reference, caplog
-) -> None:
-    # A query must not spend minutes training or linking a large index: it scans the
-    # catalog exactly, leaves the file alone, and the next `index` run (even one with
-    # no photo changed) rebuilds the kind the user asked for.
-    open_library().index([str(photos)], vectors=VectorSettings("hnsw"))
-    path = tmp_path / "index" / INDEX_FILE
-    path.unlink()
-    with caplog.at_level("WARNING"):
-        hits = open_library().query(["night"], k=12)
-    assert "searching exactly" in caplog.text and not path.exists()
-    paths = sorted(p for p in photos.rglob("*") if p.is_file())
-    scores = reference.images(paths) @ reference.texts(["night"])[0]
-    assert [h.path for h in hits] == [str(paths[i]) for i in np.argsort(-scores, kind="stable")]
-    assert open_library().index().nothing_to_do
-    assert json.loads((tmp_path / "index" / MANIFEST_FILE).read_text())["built"]["kind"] == "hnsw"
-    assert_faiss_matches_catalog(tmp_path / "index")
-
-
-def test_damaged_faiss_file_is_detected_and_rebuilt(
-    open_library, photos, tmp_path, reference, caplog
-) -> None:
-    lib = open_library()
-    lib.index([str(photos)])
-    path = tmp_path / "index" / INDEX_FILE
-    data = bytearray(path.read_bytes())
-    # Flip a byte inside the first stored vector (after the small header): FAISS
-    # itself loads such a file without complaint and returns wrong scores.
-    data[200] ^= 0x40
-    stamp = path.stat().st_mtime_ns
-    path.write_bytes(bytes(data))
-    os.utime(path, ns=(stamp, stamp))  # as disk damage would: same size, same mtime
-    with caplog.at_level("WARNING"):
-        hits = open_library().query(["night"], k=12)
-    assert "checksum" in caplog.text
-    paths = sorted(p for p in photos.rglob("*") if p.is_file())
-    scores = reference.images(paths) @ reference.texts(["night"])[0]
-    assert [h.path for h in hits] == [str(paths[i]) for i in np.argsort(-scores, kind="stable")]
-    assert_faiss_matches_catalog(tmp_path / "index")
-
-
 def test_one_index_holds_several_folders(open_library, photos, tmp_path) -> None:
     other = tmp_path / "other"
     make_photo(other / "x.png", seed=200)
@@ -209,19 +115,6 @@ def test_one_index_holds_several_folders(open_library, photos, tmp_path) -> None
     assert lib.info().vectors == 13 and lib.info().roots == sorted([str(photos), str(other)])
     report = open_library().index()  # no folder: refresh every indexed one
     assert report.scanned == 13 and report.nothing_to_do
-
-
-def test_vector_index_search_matches_numpy(tmp_path) -> None:
-    rng = np.random.default_rng(0)
-    vecs = rng.normal(size=(200, 16)).astype(np.float32)
-    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-    ids = np.arange(1000, 1200)
-    index = VectorIndex.empty(16)
-    index.add(ids, vecs)
-    q = vecs[7] + 0.5 * vecs[9]  # unequal weights: no exact ties
-    scores, found = index.search(q[None], 10)
-    expected = ids[np.argsort(-(vecs @ q), kind="stable")[:10]]
-    np.testing.assert_array_equal(found[0], expected)
 
 
 def test_ctrl_c_keeps_committed_batches_and_a_rerun_resumes(
@@ -343,69 +236,6 @@ def test_an_empty_folder_is_refused_before_anything_is_pruned(open_library, phot
     with pytest.raises(NoImagesFound, match="empty"):
         open_library().index([str(photos), str(tmp_path / "empty")])
     assert open_library().info().vectors == 12
-
-
-def test_a_truncated_faiss_file_is_rebuilt(open_library, photos, tmp_path, caplog) -> None:
-    lib = open_library()
-    lib.index([str(photos)])
-    expected = [h.path for h in lib.query(["night"], k=5)]
-    path = tmp_path / "index" / INDEX_FILE
-    path.write_bytes(path.read_bytes()[:-100])
-    with caplog.at_level("WARNING"):
-        assert [h.path for h in open_library().query(["night"], k=5)] == expected
-    assert "does not match its manifest" in caplog.text
-
-
-def test_a_padded_faiss_file_is_rebuilt(open_library, photos, tmp_path, caplog) -> None:
-    lib = open_library()
-    lib.index([str(photos)])
-    expected = [h.path for h in lib.query(["night"], k=5)]
-    path = tmp_path / "index" / INDEX_FILE
-    path.write_bytes(path.read_bytes() + b"\0" * 64)
-    with caplog.at_level("WARNING"):
-        assert [h.path for h in open_library().query(["night"], k=5)] == expected
-    assert "does not match its manifest" in caplog.text
-    assert_faiss_matches_catalog(tmp_path / "index")
-
-
-def test_a_damaged_catalog_is_a_clear_error_never_a_result(
-    open_library, photos, tmp_path, tiny_dir
-) -> None:
-    import subprocess
-    import sys
-
-    from search.errors import IndexFormatError
-
-    lib = open_library()
-    lib.index([str(photos)])
-    lib.close()  # the last connection checkpoints the WAL into the main file
-    catalog = tmp_path / "index" / "catalog.sqlite"
-    data = bytearray(catalog.read_bytes())
-    rng = np.random.default_rng(0)
-    data[4096:] = rng.bytes(len(data) - 4096)  # every page but the first (the schema)
-    catalog.write_bytes(bytes(data))
-    with pytest.raises(IndexFormatError, match="damaged catalog"):
-        open_library().query(["night"], k=5)
-    for args in (["query", "night"], ["info"], ["index", str(photos)]):
-        done = subprocess.run([sys.executable, "cli.py", *args, "--index", str(tmp_path / "index")],
-                              cwd=Path(__file__).parent.parent, capture_output=True, text=True,
-                              timeout=120)
-        assert done.returncode == 1 and not done.stdout, args
-        assert done.stderr.count("\n") == 1 and "damaged catalog" in done.stderr, done.stderr
-
-
-def test_an_index_from_a_newer_clipsearch_is_refused(open_library, photos, tmp_path) -> None:
-    import sqlite3
-
-    from indexes.catalog import SCHEMA_VERSION
-    from search.errors import IndexFormatError
-
-    open_library().index([str(photos)])
-    conn = sqlite3.connect(tmp_path / "index" / "catalog.sqlite")
-    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
-    conn.close()
-    with pytest.raises(IndexFormatError, match="newer clipsearch.*upgrade"):
-        open_library()
 
 
 def test_an_absent_folder_keeps_its_photos_marked_unavailable_until_it_returns(

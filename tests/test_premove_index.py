@@ -155,3 +155,18 @@ def test_index_built_before_the_move_describes_a_photo_the_same(premove, tiny_en
     assert [h.score for h in found] == pytest.approx([r["score"] for r in case["hits"]],
                                                      abs=1e-5, rel=0)
     assert_untouched(premove)
+
+
+def test_a_new_catalog_has_the_same_schema_as_one_made_before_the_move(tmp_path: Path) -> None:
+    # The schema steps became named migrations: each table must still be created exactly as
+    # before (same SQL, same version), or old and new indexes would differ on disk.
+    from indexes.catalog import Catalog
+
+    Catalog.open(str(tmp_path), create=True).close()
+
+    def schema(folder: Path) -> tuple[int, dict[str, str]]:
+        with catalog(folder) as conn:
+            tables = dict(conn.execute("SELECT name, sql FROM sqlite_master"))
+            return conn.execute("PRAGMA user_version").fetchone()[0], tables
+
+    assert schema(tmp_path) == schema(FIXTURE)

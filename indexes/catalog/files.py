@@ -43,8 +43,7 @@ class FileTable:
 
     def files_under(self, folder: str) -> dict[str, FileRow]:
         lo, hi = under_bounds(folder)
-        rows = self._conn.execute(
-            _ROW + " WHERE path >= ? AND path < ?", (lo, hi))
+        rows = self._conn.execute(_ROW + " WHERE path >= ? AND path < ?", (lo, hi))
         return {r[1]: _file_row(r) for r in rows}
 
     def ids_under(self, folder: str) -> np.ndarray:
@@ -72,13 +71,11 @@ class FileTable:
         return _unblob(row[0]) if row and row[0] is not None else None
 
     def file_by_path(self, path: str) -> FileRow | None:
-        r = self._conn.execute(
-            _ROW + " WHERE path=?", (path,)).fetchone()
+        r = self._conn.execute(_ROW + " WHERE path=?", (path,)).fetchone()
         return _file_row(r) if r else None
 
     def file_by_id(self, file_id: int) -> FileRow | None:
-        r = self._conn.execute(
-            _ROW + " WHERE id=?", (int(file_id),)).fetchone()
+        r = self._conn.execute(_ROW + " WHERE id=?", (int(file_id),)).fetchone()
         return _file_row(r) if r else None
 
     def put_file(self, path: str, size: int, mtime_ns: int, fingerprint: str,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from indexes.catalog import Catalog
-from indexes.vectors import VectorSettings
-from search.encoding.spec import ModelSpec
+from indexes.vectors import VectorSettings, VectorStore
+from search.encoding.spec import ModelSpec, default_device, resolve_precision
 from search.errors import IndexNotFound, ModelMismatch
 from search.locations import resolve_index_dir
 
@@ -17,7 +17,7 @@ def stored_vector_settings(index_dir: str | None) -> VectorSettings:
     except IndexNotFound:
         return VectorSettings()
     try:
-        return VectorSettings.from_json(catalog.get_meta("vectors"))
+        return VectorStore.of(path, catalog).settings
     finally:
         catalog.close()
 
@@ -31,13 +31,11 @@ def identity(index_dir: str, catalog: Catalog, model: ModelSpec | None,
         raise ModelMismatch(
             f"{index_dir} holds vectors of {spec}, not {model}; one index never mixes "
             f"models: drop --model/--pretrained to use {spec}, or pass a new --index for {model}")
-    if stored_precision and precision and precision != stored_precision:
-        from search.encoding.spec import default_device, resolve_precision
-
-        if resolve_precision(precision, default_device()) != stored_precision:
-            raise ModelMismatch(
-                f"{index_dir} holds {stored_precision} vectors, not {precision}; drop "
-                f"--precision to use {stored_precision}, or pass a new --index for {precision}")
+    if stored_precision and precision and precision != stored_precision \
+            and resolve_precision(precision, default_device()) != stored_precision:
+        raise ModelMismatch(
+            f"{index_dir} holds {stored_precision} vectors, not {precision}; drop "
+            f"--precision to use {stored_precision}, or pass a new --index for {precision}")
     return spec, stored_precision or precision or "auto"
 
 
