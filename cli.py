@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional, TypeVar
 
 import typer
 
-from search import ClipSearchError, Library, ModelSpec
-from search.encoding import PRECISIONS
+# Light modules only: `--help`, argument errors and `info` must not wait on torch.
+from search import ClipSearchError, Library, ModelSpec, output
+from search.corpus import read_texts
+from search.encoding import PRECISIONS, vector_settings_with
 from search.errors import Interrupted
+from search.locations import check_folders, resolve_index_dir
+from search.sizes import parse_size
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Search photo folders by sentence, by example image, and image -> text.")
@@ -77,19 +79,26 @@ def _with_library(index: str | None, action: Callable[[Library], T], model: str 
 
 
 def _mode(json_out: bool, paths: bool = False) -> str:
-    if json_out:
-        return "json"
-    if paths:
-        return "paths"
+    if json_out or paths:
+        return "json" if json_out else "paths"
     return "table" if sys.stdout.isatty() else "plain"
 
 
-def _print_lines(lines: Iterator[str], empty: str) -> None:
+def _write(option: str, path: Path, text: str) -> None:
+    """Write an output file named by `option`; a failure is one error line, not a traceback."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise _fail(f"{option} {path}: cannot write ({exc.strerror})") from None
+
+
+def _print_lines(lines: Iterable[str], empty: str = "", err: bool = False) -> None:
+    """Echo each line (to stderr with `err`), or `empty` to stderr when there is none."""
     printed = False
     for line in lines:
-        typer.echo(line)
+        typer.echo(line, err=err)
         printed = True
-    if not printed:
+    if not printed and empty:
         typer.echo(empty, err=True)
 
 
@@ -108,32 +117,15 @@ def index(
         min=0.01, max=1.0, help="Recall@10 target the query knobs are tuned for (0.95).")] = None,
 ) -> None:
     """Index photo folders (incremental: only new and changed photos are encoded)."""
-    from search.encoding.identity import vector_settings_with
-    from search.locations import check_folders
-    from search.output import Progress, summary
-    from search.sizes import parse_size
-
     with _reported():
         check_folders(folders or [])  # before the index folder is created
-        vectors = vector_settings_with(
-            index, index_type, parse_size(max_memory, "--max-memory") if max_memory else None,
-            recall)
-    progress = Progress(sys.stderr, "indexing", enabled=sys.stderr.isatty())
-    try:
+        memory = parse_size(max_memory, "--max-memory") if max_memory else None
+        vectors = vector_settings_with(index, index_type, memory, recall)
+    with output.Progress(sys.stderr, "indexing", enabled=sys.stderr.isatty()) as progress:
         report = _with_library(index, lambda lib: lib.index(folders or [], progress,
                                                             vectors=vectors),
                                model, pretrained, create=True, precision=precision)
-    finally:
-        progress.close()
-    for root in report.absent:
-        typer.echo(f"absent folder {root}: its photos are kept (unavailable) until it returns",
-                   err=True)
-    problems = report.unlisted + report.skipped
-    for path, reason in problems[:10]:
-        typer.echo(f"skipped {path}: {reason}", err=True)
-    if len(problems) > 10:
-        typer.echo(f"... and {len(problems) - 10} more; see `clipsearch info --errors`", err=True)
-    typer.echo(summary(report), err=True)
+    _print_lines(output.index_lines(report), err=True)
 
 
 @app.command()
@@ -157,31 +149,19 @@ def query(
     """Find photos by text, by example image, or both (score = cosine similarity)."""
     if json_out and paths:
         raise _fail("--json and --paths are exclusive; pick one", 2)
+    from search.web import ask_server  # http.server and friends: only where a server is asked
+
     hits = None
     if text and not (image or model or pretrained):  # a running `serve` answers fastest
-        from search.locations import resolve_index_dir
-        from search.web.client import ask_server
-
         hits = ask_server(resolve_index_dir(index), text, negative or [], k, under, min_score)
     if hits is None:
         hits = _with_library(index, lambda lib: lib.query(
             text or [], image or [], negative or [], k, under, min_score), model, pretrained)
-    from search.output import image_lines
-
-    _print_lines(image_lines(hits, _mode(json_out, paths)), "no matching photos")
+    _print_lines(output.image_lines(hits, _mode(json_out, paths)), "no matching photos")
     if html is not None:
-        from search.output.results_page import results_page
-
         title = " + ".join([*(text or []), *(image or [])]) or "clipsearch"
-        try:
-            html.write_text(results_page(hits, title), encoding="utf-8")
-        except OSError as exc:
-            raise _fail(f"--html {html}: cannot write ({exc.strerror})") from None
+        _write("--html", html, output.results_page(hits, title))
         typer.echo(f"wrote {html}", err=True)
-
-
-def _exit_quietly(signum: int, frame: object) -> None:
-    raise SystemExit(0)
 
 
 @app.command()
@@ -197,33 +177,15 @@ def serve(
     = False,
 ) -> None:
     """Serve a search page and HTTP API for an index, keeping the model loaded."""
-    from search.web.client import state_path
-    from search.web.server import Server, serve_forever
-    from search.web.service import Engine
+    from search import web
 
-    # Many small queries: one thread each beats OpenMP teams fighting over the cores
-    # (benchmarks/bench_serve.py, 2 cores, 4 clients: 44 queries/s against 10).
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    with _reported():
-        engine = Engine(lambda: Library.open(index, _spec(model, pretrained)))
-        try:
-            server = Server(engine, host, port, token)
-        except OSError as exc:
-            engine.close()
-            raise _fail(f"--host {host} --port {port}: cannot listen ({exc.strerror})") from None
-    engine.warm()
-    signal.signal(signal.SIGTERM, _exit_quietly)  # leave through the cleanup below
-    typer.echo(f"serving {engine.index_dir} at {server.url} (Ctrl-C stops)", err=True)
-    if open_page:
-        import webbrowser
+    def announce(index_dir: str, url: str) -> None:
+        typer.echo(f"serving {index_dir} at {url} (Ctrl-C stops)", err=True)
 
-        webbrowser.open(server.url + (f"/?token={token}" if token else ""))
-    try:
-        serve_forever(server, state_path(engine.index_dir))
-    except KeyboardInterrupt:
-        typer.echo("stopped", err=True)
-    finally:
-        engine.close()
+    with _reported():  # Ctrl-C while starting is "interrupted", as for every command
+        if web.serve(lambda: Library.open(index, _spec(model, pretrained)), host, port, token,
+                     open_page, announce):
+            typer.echo("stopped", err=True)
 
 
 @app.command()
@@ -233,9 +195,7 @@ def describe(
 ) -> None:
     """Rank the stored texts by how well they describe an image."""
     hits = _with_library(index, lambda lib: lib.describe(image, k))
-    from search.output import text_lines
-
-    _print_lines(text_lines(hits, _mode(json_out)), "no texts")
+    _print_lines(output.text_lines(hits, _mode(json_out)), "no texts")
 
 
 @texts_app.command("add")
@@ -245,20 +205,16 @@ def texts_add(
     index: IndexOpt = None, model: ModelOpt = None, pretrained: PretrainedOpt = None,
 ) -> None:
     """Add texts (captions, tags, labels) to the corpus used by `describe`."""
-    from search.corpus import read_texts
-
     with _reported():
         texts = read_texts(file)
-    added = _with_library(index, lambda lib: lib.add_texts(texts), model, pretrained,
-                          create=True)
+    added = _with_library(index, lambda lib: lib.add_texts(texts), model, pretrained, create=True)
     typer.echo(f"{added} texts added, {len(texts) - added} already present", err=True)
 
 
 @texts_app.command("list")
 def texts_list(index: IndexOpt = None) -> None:
     """Print the corpus, one text per line."""
-    for text in _with_library(index, lambda lib: lib.texts()):
-        typer.echo(text)
+    _print_lines(_with_library(index, lambda lib: lib.texts()))
 
 
 @texts_app.command("remove")
@@ -269,8 +225,6 @@ def texts_remove(
     index: IndexOpt = None,
 ) -> None:
     """Remove texts from the corpus."""
-    from search.corpus import read_texts
-
     if not (text or file or all_texts):
         raise _fail("give texts to remove, --file FILE, or --all", 2)
     with _reported():
@@ -301,35 +255,20 @@ def eval_(
     model: ModelOpt = None, pretrained: PretrainedOpt = None, precision: PrecisionOpt = None,
 ) -> None:
     """Recall@K (text -> image and image -> text) on an image-caption benchmark."""
-    from search.evaluation.benchmark import EvalOptions, default_eval_index, evaluate
-    from search.evaluation.datasets import load_dataset
-    from search.output import Progress, eval_lines
+    from search.evaluation import EvalOptions, default_eval_index, evaluate, load_dataset
 
     ks = _extra_ints(ctx, k or [])
     with _reported():
         data = load_dataset(dataset, images_root, split)
         index = index or default_eval_index(ModelSpec.create(model, pretrained), precision)
-    bars: list[Progress] = []
-
-    def progress(phase: str) -> Progress:
-        bars.append(Progress(sys.stderr, f"encoding {phase}", enabled=sys.stderr.isatty()))
-        return bars[-1]
-
     options = EvalOptions(tuple(ks) or (1, 5, 10), through_index, skip_missing)
-    try:
+    with output.Phases(sys.stderr, "encoding", enabled=sys.stderr.isatty()) as progress:
         report = _with_library(index, lambda lib: evaluate(lib, data, options, progress),
                                model, pretrained, create=True, precision=precision)
-    finally:
-        for bar in bars:
-            bar.close()
     report["dataset"]["path"] = str(Path(dataset).resolve())
-    for line in eval_lines(report):
-        typer.echo(line)
+    _print_lines(output.eval_lines(report))
     if json_file is not None:
-        try:
-            json_file.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise _fail(f"--json {json_file}: cannot write ({exc.strerror})") from None
+        _write("--json", json_file, json.dumps(report, indent=2) + "\n")
 
 
 def _extra_ints(ctx: typer.Context, values: list[int]) -> list[int]:
@@ -347,11 +286,8 @@ def info(
     json_out: JsonOpt = False, index: IndexOpt = None,
 ) -> None:
     """Model, folders, counts, sizes, and skipped files with the reasons."""
-    from search.output import info_lines
-
     details = _with_library(index, lambda lib: lib.info())
-    for line in info_lines(details, errors, "json" if json_out else "text"):
-        typer.echo(line)
+    _print_lines(output.info_lines(details, errors, "json" if json_out else "text"))
 
 
 def main() -> None:

@@ -33,15 +33,14 @@ def served_index(count: int) -> Path:
         return folder
     lib = Library.open(str(folder), ModelSpec.create(f"local-dir:{vit_b_32_dir()}", None),
                        create=True)
-    meta = lib._identity_meta()  # loads the model: the identity it records
+    meta = lib._session.identity_meta()  # loads the model: the identity it records
     vectors = np.random.default_rng(0).normal(size=(count, 512)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     catalog = lib._catalog
     with catalog.transaction():
         for i, vector in enumerate(vectors):
             catalog.put_file(f"/photos/{i:07d}.jpg", 1, 1, f"fp{i}", vector, None)
-        for key, value in {**meta, "dim": "512"}.items():
-            catalog.set_meta(key, value)
+        catalog.record_model(meta, 512)
         catalog.bump_generation()
     lib.query(["warm-up"], k=10)  # saves the FAISS file and the traced text tower
     lib.close()

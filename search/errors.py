@@ -49,6 +49,16 @@ class InputFileError(ClipSearchError):
     """A texts file (txt/CSV/JSONL) cannot be read or has no usable texts."""
 
 
+class CannotListen(ClipSearchError):
+    """`serve` cannot listen on its address (in use, not this machine's, not allowed)."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(f"--host {host} --port {port}: cannot listen ({reason})")
+        self.host = host
+        self.port = port
+        self.reason = reason
+
+
 class Interrupted(ClipSearchError):
     """Indexing stopped on Ctrl-C after committing finished work."""
 

@@ -132,14 +132,12 @@ def site(open_library, photos: Path, tmp_path: Path, tiny_spec: ModelSpec,
     import threading
     import time
 
-    from search.web.client import state_path
-    from search.web.server import Server, serve_forever
-    from search.web.service import Engine
+    from search.web import SearchService, Server, serve_forever, state_path
 
     open_library().index([str(photos)])
-    engine = Engine(lambda: Library.open(str(tmp_path / "index"), tiny_spec,
-                                         load=lambda spec, precision: counting))
-    srv = Server(engine, "127.0.0.1", 0, None)
+    service = SearchService(lambda: Library.open(str(tmp_path / "index"), tiny_spec,
+                                                 load=lambda spec, precision: counting))
+    srv = Server(service, "127.0.0.1", 0, None)
     thread = threading.Thread(target=serve_forever,
                               args=(srv, state_path(str(tmp_path / "index"))), daemon=True)
     thread.start()
@@ -151,4 +149,4 @@ def site(open_library, photos: Path, tmp_path: Path, tiny_spec: ModelSpec,
     yield srv
     srv.shutdown()
     thread.join(10)
-    engine.close()
+    service.close()

@@ -23,7 +23,7 @@ if not os.path.exists(CHROMIUM):
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from search.web.server import Server  # noqa: E402
+from search.web import Server  # noqa: E402
 
 LOADED = "imgs => imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0)"
 

@@ -41,7 +41,7 @@ def test_text_vectors_equal_open_clip_encode_text(tiny_encoder, reference) -> No
 
 
 def test_image_vectors_equal_open_clip_encode_image(tiny_encoder, reference, tmp_path) -> None:
-    from search.photos.decode import load_rgb
+    from search.photos import load_rgb
 
     paths = [make_photo(tmp_path / f"{i}.jpg", seed=i, size=(300, 200)) for i in range(3)]
     import torch
@@ -104,7 +104,7 @@ def test_large_jpeg_reduced_while_decoding_stays_close_to_open_clip(
 ) -> None:
     import torch
 
-    from search.photos.decode import load_rgb
+    from search.photos import load_rgb
 
     # A 2400x1600 photo is decoded at 1/8 scale for this 32 px model (JPEG draft),
     # so it is not bit-identical to open_clip's full decode; it must stay this close.
@@ -120,7 +120,7 @@ def test_large_jpeg_reduced_while_decoding_stays_close_to_open_clip(
 def test_bf16_vectors_stay_close_to_fp32(tiny_spec, tiny_encoder, tmp_path) -> None:
     import torch
 
-    from search.photos.decode import load_rgb
+    from search.photos import load_rgb
 
     bf16 = load_encoder(tiny_spec, "bf16")
     assert bf16.precision == "bf16"
@@ -169,7 +169,7 @@ def test_reduced_decoding_of_real_photos_stays_close_for_vit_b_32(real_photos) -
     import torch
     from PIL import Image
 
-    from search.photos.decode import load_rgb
+    from search.photos import load_rgb
 
     torch.manual_seed(0)  # random weights: the sensitivity to pixels is what matters
     model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32")

@@ -16,9 +16,7 @@ from test_cli import run
 
 from search import Library
 from search.errors import QueryError
-from search.web import server
-from search.web.server import Server
-from search.web.service import Engine
+from search.web import SearchService, Server, server
 
 
 def call(srv: Server, path: str, method: str = "GET", body: bytes | None = None,
@@ -64,11 +62,11 @@ def test_search_ranks_like_open_clip_brute_force(site: Server, photos: Path, ref
 def test_cli_query_uses_the_running_server_and_ranks_the_same(
     site: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from search.web import client
+    import search.web
 
     index = str(tmp_path / "index")
     with monkeypatch.context() as local_only:
-        local_only.setattr(client, "ask_server", lambda *args: None)
+        local_only.setattr(search.web, "ask_server", lambda *args: None)  # where cli finds it
         code, local, _ = run("query", "night", "--not", "day", "--index", index, "-k", "5")
     assert code == 0
 
@@ -157,7 +155,7 @@ def test_uploads_without_a_plain_length_are_refused(site: Server, headers: dict)
 
 
 def test_query_ignores_a_server_of_another_index(site: Server, tmp_path: Path) -> None:
-    from search.web.client import ask_server, state_path
+    from search.web import ask_server, state_path
 
     index = str(tmp_path / "index")
     assert ask_server(index, ["night"], [], 3, None, None)  # the real one answers
@@ -198,12 +196,12 @@ def test_errors_are_json_without_a_stack_trace(site: Server) -> None:
 
 
 def test_non_loopback_needs_a_token(site: Server, tiny_spec, tmp_path: Path, counting) -> None:
-    engine = Engine(lambda: Library.open(str(tmp_path / "index"), tiny_spec,
-                                         load=lambda spec, precision: counting))
+    service = SearchService(lambda: Library.open(str(tmp_path / "index"), tiny_spec,
+                                                 load=lambda spec, precision: counting))
     try:
         with pytest.raises(QueryError, match="--token"):
-            Server(engine, "0.0.0.0", 0, None)
-        guarded = Server(engine, "127.0.0.1", 0, "s3cret")
+            Server(service, "0.0.0.0", 0, None)
+        guarded = Server(service, "127.0.0.1", 0, "s3cret")
         thread = threading.Thread(target=guarded.serve_forever, daemon=True)
         thread.start()
         assert call(guarded, "/api/info")[0] == 401
@@ -220,4 +218,4 @@ def test_non_loopback_needs_a_token(site: Server, tiny_spec, tmp_path: Path, cou
         guarded.shutdown()
         guarded.server_close()
     finally:
-        engine.close()
+        service.close()

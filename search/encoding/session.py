@@ -20,7 +20,7 @@ from search.encoding.encoder import TEXT_BATCH, Encoder
 from search.encoding.spec import ModelSpec
 from search.encoding.texttower import CachedTower
 from search.errors import ImageDecodeError, QueryError
-from search.photos.decode import DEFAULT_MAX_MEGAPIXELS, load_rgb, open_rgb
+from search.photos import DEFAULT_MAX_MEGAPIXELS, load_rgb, open_rgb
 
 EncoderLoader = Callable[[ModelSpec, str], Encoder]  # (model, precision) -> encoder
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from indexes.catalog import Catalog, FileRow
 from search.errors import NoImagesFound
 from search.ingest.walk import FoundFile, scan
-from search.photos.decode import IMAGE_EXTENSIONS, os_error_reason
+from search.photos import IMAGE_EXTENSIONS, os_error_reason
 
 
 @dataclass

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from search.encoding.encoder import Encoder
 from search.errors import ImageDecodeError
 from search.ingest.plan import Work
-from search.photos.decode import DEFAULT_MAX_MEGAPIXELS, load_rgb
+from search.photos import DEFAULT_MAX_MEGAPIXELS, load_rgb
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from search.ingest.pipeline import Indexer, IndexReport, ProgressFn
 from search.ingest.plan import Plan, plan, plan_files
 from search.ingest.prepare import IngestSettings
 from search.locations import check_folders, outermost
-from search.photos.decode import decoder_signature
+from search.photos import decoder_signature
 
 
 class IngestRunner:

@@ -1,6 +1,6 @@
 """Finding photos under a folder: a fast, loop-safe, deterministic walk.
 
-Only names are looked at (extension in :data:`search.photos.decode.IMAGE_EXTENSIONS`);
+Only names are looked at (extension in :data:`search.photos.IMAGE_EXTENSIONS`);
 decoding is the pipeline's job. Anything odd along the way (a dangling link,
 a folder we may not read, a name the catalog cannot store) becomes a
 ``(path, reason)`` entry in :attr:`ScanResult.skipped`, never an exception.
@@ -15,7 +15,7 @@ import stat
 from dataclasses import dataclass, field
 
 from search.errors import FolderNotFound
-from search.photos.decode import IMAGE_EXTENSIONS
+from search.photos import IMAGE_EXTENSIONS
 
 logger = logging.getLogger(__name__)
 

@@ -1,2 +1,34 @@
-"""TODO"""
-from search.output.lines import *  # noqa
+"""Output: what results and reports look like to people and programs.
+
+JSON records shared by the CLI's `--json` and the HTTP API (records), lines for
+a terminal or a pipe (lines), the self-overwriting progress line (progress),
+and the self-contained `--html` page of thumbnails (results_page). Nothing here
+chooses a stream or exits: the caller does.
+"""
+
+from search.output.lines import (
+    eval_lines,
+    image_lines,
+    index_lines,
+    info_lines,
+    summary,
+    text_lines,
+)
+from search.output.progress import Phases, Progress
+from search.output.records import image_record, info_record, text_record
+from search.output.results_page import results_page
+
+__all__ = [
+    "Phases",
+    "Progress",
+    "eval_lines",
+    "image_lines",
+    "image_record",
+    "index_lines",
+    "info_lines",
+    "info_record",
+    "results_page",
+    "summary",
+    "text_lines",
+    "text_record",
+]

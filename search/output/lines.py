@@ -1,33 +1,20 @@
-"""Formatting results and progress for a terminal or a pipe. The CLI chooses the stream."""
+"""Lines for a terminal or a pipe: results, index and benchmark reports, `info`.
+
+Each function yields lines without newlines; the CLI chooses the stream.
+"""
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Iterator
-from typing import Any, TextIO
+from typing import Any
 
 from search.info import IndexInfo
 from search.ingest.pipeline import IndexReport
+from search.output.records import image_record, info_record, text_record
 from search.query import ImageHit, TextHit
 
-
-def image_record(hit: ImageHit) -> dict[str, Any]:
-    """An image hit as JSON: `query --json` lines and the HTTP API's results."""
-    return {"rank": hit.rank, "score": round(hit.score, 6), "path": hit.path, "id": hit.id,
-            "available": hit.available}
-
-
-def text_record(hit: TextHit) -> dict[str, Any]:
-    return {"rank": hit.rank, "score": round(hit.score, 6), "text": hit.text}
-
-
-def info_record(info: IndexInfo, errors: bool) -> dict[str, Any]:
-    """`info --json` (and /api/info): every field; skipped files only with `errors`."""
-    data = {k: v for k, v in vars(info).items() if k != "skipped_files"}
-    if errors:
-        data["skipped_files"] = [{"path": p, "reason": r} for p, r in info.skipped_files]
-    return data
+SKIPPED_SHOWN = 10  # skipped files an index run names; `info --errors` lists them all
 
 
 def image_lines(hits: Iterable[ImageHit], mode: str) -> Iterator[str]:
@@ -45,6 +32,7 @@ def image_lines(hits: Iterable[ImageHit], mode: str) -> Iterator[str]:
 
 
 def text_lines(hits: Iterable[TextHit], mode: str) -> Iterator[str]:
+    """`mode`: "json" (one object per line), "table" (terminal) or "plain" (pipes)."""
     for hit in hits:
         if mode == "json":
             yield json.dumps(text_record(hit))
@@ -52,6 +40,18 @@ def text_lines(hits: Iterable[TextHit], mode: str) -> Iterator[str]:
             yield f"{hit.rank:>4}  {hit.score:6.3f}  {hit.text}"
         else:
             yield f"{hit.score:.6f}\t{hit.text}"
+
+
+def index_lines(report: IndexReport) -> Iterator[str]:
+    """What an index run reports: absent folders, the first skipped files, the summary."""
+    for root in report.absent:
+        yield f"absent folder {root}: its photos are kept (unavailable) until it returns"
+    problems = report.unlisted + report.skipped
+    for path, reason in problems[:SKIPPED_SHOWN]:
+        yield f"skipped {path}: {reason}"
+    if len(problems) > SKIPPED_SHOWN:
+        yield f"... and {len(problems) - SKIPPED_SHOWN} more; see `clipsearch info --errors`"
+    yield summary(report)
 
 
 def summary(report: IndexReport) -> str:
@@ -80,21 +80,8 @@ def info_lines(info: IndexInfo, errors: bool, mode: str) -> Iterator[str]:
     yield f"images    {info.vectors} indexed, {info.skipped} skipped"
     yield f"texts     {info.texts}"
     yield f"size      catalog {_bytes(info.catalog_bytes)}, vectors {_bytes(info.vector_bytes)}"
-    faiss_info = info.vector_index
-    if faiss_info.get("kind"):
-        knob = (f", {faiss_info['knob']} {faiss_info['knob_value']}"
-                if faiss_info.get("knob_value") else "")
-        recall = faiss_info.get("recall")
-        target = (f" (target {faiss_info['recall_target']})"
-                  if faiss_info.get("recall_target") else "")
-        trained = (f", trained on {faiss_info['trained_on']}"
-                   if faiss_info.get("trained_on") else "")
-        if faiss_info.get("refine"):
-            trained += f", exact re-rank of {faiss_info['refine']}x k"
-        yield (f"faiss     {faiss_info['kind']} ({faiss_info['factory']}), "
-               f"{faiss_info['bytes_per_vector']} bytes/vector{trained}{knob}, "
-               f"recall@10 {'?' if recall is None else round(recall, 3)}{target}; "
-               f"requested {faiss_info['requested']}")
+    if info.vector_index.get("kind"):
+        yield _faiss_line(info.vector_index)
     for i, (reason, count) in enumerate(sorted(info.skipped_reasons.items(),
                                                key=lambda rc: -rc[1])):
         yield f"{'skipped' if i == 0 else '':<9} {count:>5}  {reason}"
@@ -103,6 +90,23 @@ def info_lines(info: IndexInfo, errors: bool, mode: str) -> Iterator[str]:
             yield f"{path}\t{reason}"
     elif info.skipped:
         yield "          (list them with `clipsearch info --errors`)"
+
+
+def _faiss_line(faiss_info: dict[str, Any]) -> str:
+    """The FAISS index of `info`: kind, size per vector, training, knob, measured recall."""
+    knob = (f", {faiss_info['knob']} {faiss_info['knob_value']}"
+            if faiss_info.get("knob_value") else "")
+    recall = faiss_info.get("recall")
+    target = (f" (target {faiss_info['recall_target']})"
+              if faiss_info.get("recall_target") else "")
+    trained = (f", trained on {faiss_info['trained_on']}"
+               if faiss_info.get("trained_on") else "")
+    if faiss_info.get("refine"):
+        trained += f", exact re-rank of {faiss_info['refine']}x k"
+    return (f"faiss     {faiss_info['kind']} ({faiss_info['factory']}), "
+            f"{faiss_info['bytes_per_vector']} bytes/vector{trained}{knob}, "
+            f"recall@10 {'?' if recall is None else round(recall, 3)}{target}; "
+            f"requested {faiss_info['requested']}")
 
 
 def eval_lines(report: dict) -> Iterator[str]:
@@ -141,45 +145,3 @@ def _bytes(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"
-
-
-class Progress:
-    """`done/total`, rate and ETA on one self-overwriting line; silent unless `enabled`."""
-
-    def __init__(self, stream: TextIO, label: str, enabled: bool, every: float = 0.25) -> None:
-        self._stream = stream
-        self._label = label
-        self._enabled = enabled
-        self._every = every
-        self._start = time.monotonic()
-        self._last = 0.0
-        self._line_open = False
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if not self._enabled or (now - self._last < self._every and done < total):
-            return
-        self._last = now
-        elapsed = max(now - self._start, 1e-9)
-        rate = done / elapsed
-        eta = _clock((total - done) / rate) if rate > 0 else "?"
-        pct = 100 * done / total if total else 100
-        self._stream.write(f"\r{self._label} {done}/{total} ({pct:3.0f}%)  "
-                           f"{rate:6.1f}/s  ETA {eta}   ")
-        self._line_open = done < total
-        if not self._line_open:
-            self._stream.write("\n")
-        self._stream.flush()
-
-    def close(self) -> None:
-        """End the line if a run stopped part-way (Ctrl-C), so messages start clean."""
-        if self._line_open:
-            self._line_open = False
-            self._stream.write("\n")
-            self._stream.flush()
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"

@@ -8,8 +8,6 @@ per-call check, and truncated files are reported instead of being grey-filled.
 
 from __future__ import annotations
 
-import functools
-import importlib
 import io
 import logging
 import os
@@ -18,33 +16,18 @@ import struct
 import warnings
 from typing import BinaryIO
 
-import numpy as np
 from PIL import Image, ImageFile, JpegImagePlugin, UnidentifiedImageError
 
 from search.errors import ImageDecodeError
+from search.photos.formats import FORMATS, NO_HEIF_REASON, is_heif_name, register_heif
+from search.photos.pixels import to_rgb
 
 logger = logging.getLogger(__name__)
-
-# Importing a plugin registers its format; only these formats are ever opened.
-for _plugin in ("Bmp", "Gif", "Mpo", "Png", "Tiff", "WebP", "Avif"):
-    try:
-        importlib.import_module(f"PIL.{_plugin}ImagePlugin")
-    except ImportError:  # pragma: no cover - AVIF arrived in Pillow 11.2
-        logger.debug("Pillow has no %sImagePlugin", _plugin)
-
-HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif"}
-    | HEIF_EXTENSIONS
-)
 
 # Largest photo we decode. Phone and DSLR photos are 2-60 MP; a small file that
 # declares more is most likely a decompression bomb (400 MP RGB = 1.2 GB RAM).
 DEFAULT_MAX_MEGAPIXELS = 100.0
 
-# Formats we hand to Pillow. Anything else (EPS in particular, which runs
-# Ghostscript) is refused even if its file name ends in ".jpg".
-_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF")
 # What Pillow raises for damaged data; anything else is a bug and should surface.
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, struct.error, EOFError)
 # EXIF parsing of hostile blocks fails in more ways than pixel decoding does.
@@ -60,7 +43,6 @@ _TRANSPOSE = {  # EXIF orientation -> the transpose that makes the photo upright
     7: _T.TRANSVERSE,
     8: _T.ROTATE_90,
 }
-_WHITE = (255, 255, 255)
 
 
 def load_rgb(
@@ -82,8 +64,8 @@ def load_rgb(
             supported image, or its data is truncated or corrupt.
     """
     name = os.fspath(path)
-    if _is_heif_name(name) and not _register_heif():
-        raise ImageDecodeError(name, _NO_HEIF_REASON)
+    if is_heif_name(name) and not register_heif():
+        raise ImageDecodeError(name, NO_HEIF_REASON)
     with os.fdopen(_open_photo_file(name), "rb") as f:
         return _decode(f, name, max_megapixels, min_side)
 
@@ -102,16 +84,10 @@ def open_rgb(
     raw = data if isinstance(data, bytes) else data.read()
     if not raw:
         raise ImageDecodeError(name, "empty file")
-    if _is_heif_name(name):
-        _register_heif()
+    if is_heif_name(name):
+        register_heif()
     with io.BytesIO(raw) as f:
         return _decode(f, name, max_megapixels, min_side)
-
-
-def decoder_signature() -> str:
-    """What can decode photos here; when it changes, skipped files deserve a retry."""
-    heif = " + pillow-heif" if _register_heif() else ""
-    return f"Pillow {Image.__version__}{heif}"
 
 
 def os_error_reason(err: OSError) -> str:
@@ -123,9 +99,6 @@ def os_error_reason(err: OSError) -> str:
     if isinstance(err, IsADirectoryError):
         return "is a directory"
     return f"cannot read file: {err.strerror or err}"
-
-
-_NO_HEIF_REASON = "HEIC/HEIF photos need the optional pillow-heif package (pip install pillow-heif)"
 
 
 def _open_photo_file(name: str) -> int:
@@ -147,21 +120,6 @@ def _open_photo_file(name: str) -> int:
         os.close(fd)
         raise ImageDecodeError(name, reason)
     return fd
-
-
-def _is_heif_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in HEIF_EXTENSIONS
-
-
-@functools.cache
-def _register_heif() -> bool:
-    """Register pillow-heif's opener once, if it is installed (it is optional)."""
-    try:
-        import pillow_heif  # type: ignore[import-not-found]
-    except ImportError:
-        return False
-    pillow_heif.register_heif_opener()
-    return True
 
 
 def _decode(f: BinaryIO, name: str, max_megapixels: float, min_side: int | None) -> Image.Image:
@@ -186,13 +144,13 @@ def _decode(f: BinaryIO, name: str, max_megapixels: float, min_side: int | None)
             raise ImageDecodeError(name, f"truncated or corrupt image data: {e}") from e
         im = _upright(im, name)
     try:
-        return _to_rgb(im)
+        return to_rgb(im)
     except (ValueError, OSError) as e:
         raise ImageDecodeError(name, f"cannot convert {im.mode} pixels to RGB: {e}") from e
 
 
 def _open(f: BinaryIO, name: str) -> ImageFile.ImageFile:
-    formats = [fmt for fmt in _FORMATS if fmt in Image.OPEN]
+    formats = [fmt for fmt in FORMATS if fmt in Image.OPEN]
     try:
         return Image.open(f, formats=formats)
     except UnidentifiedImageError as e:
@@ -267,51 +225,3 @@ def _upright(im: Image.Image, name: str) -> Image.Image:
         logger.debug("%s: ignoring unreadable EXIF block: %s", name, e)
         return im
     return im if method is None else im.transpose(method)
-
-
-def _to_rgb(im: Image.Image) -> Image.Image:
-    mode = im.mode
-    if mode == "RGB":
-        return im
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        return _high_depth_to_rgb(im)
-    if mode in ("RGBa", "La"):
-        return _premultiplied_on_white(im)
-    if mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
-        return _straight_on_white(im)
-    return im.convert("RGB")  # 1, L, P, CMYK, YCbCr, LAB, HSV, RGBX
-
-
-def _high_depth_to_rgb(im: Image.Image) -> Image.Image:
-    """Scale 16/32-bit integer or float grey to 0..255 by its real range (no clipping)."""
-    a = np.asarray(im)
-    if im.mode == "F":
-        a = np.nan_to_num(a.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-        peak = float(a.max(initial=0.0))
-        scale = 255.0 / peak if peak > 1.0 else 255.0
-    else:
-        peak = int(a.max(initial=0))
-        if im.mode.startswith("I;16") or 255 < peak <= 65535:
-            scale = 1.0 / 257.0  # 65535 -> 255 exactly
-        elif peak <= 255:
-            scale = 1.0  # an "I" image that only holds 8-bit values
-        else:
-            scale = 255.0 / peak
-    grey = np.clip(np.rint(a * np.float32(scale)), 0, 255).astype(np.uint8)
-    return Image.fromarray(grey).convert("RGB")
-
-
-def _straight_on_white(im: Image.Image) -> Image.Image:
-    rgba = im if im.mode == "RGBA" else im.convert("RGBA")
-    out = Image.new("RGB", im.size, _WHITE)
-    out.paste(rgba, mask=rgba.getchannel("A"))
-    return out
-
-
-def _premultiplied_on_white(im: Image.Image) -> Image.Image:
-    # With premultiplied colour c' = c*a, "over white" is simply c' + (255 - a).
-    a = np.asarray(im).astype(np.int16)
-    out = np.clip(a[..., :-1] + (255 - a[..., -1:]), 0, 255).astype(np.uint8)
-    if out.shape[-1] == 1:
-        return Image.fromarray(out[..., 0]).convert("RGB")
-    return Image.fromarray(out)

@@ -1,1 +1,35 @@
-"""TODO"""
+"""Web: what `clipsearch serve` answers, over HTTP, and the client `clipsearch query` uses.
+
+``SearchService`` answers searches, photos and thumbnails by catalog id from one
+Library on one thread, independent of HTTP; ``Server`` speaks HTTP for it (the
+security checks, the routes, the page and its OpenAPI schema); ``serve`` runs
+both from start to stop; ``ask_server`` lets `clipsearch query` use a running
+server of the same index, found through ``state_path``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from search.web.client import ask_server, state_path
+    from search.web.run import serve
+    from search.web.server import Server, serve_forever
+    from search.web.service import NotFound, SearchService
+
+# Each name's module, imported on first use: every `clipsearch query` asks for the
+# client, and should not also load http.server and email parsing (~20 ms) for the server.
+_HOMES = {"ask_server": "client", "state_path": "client", "serve": "run", "Server": "server",
+          "serve_forever": "server", "NotFound": "service", "SearchService": "service"}
+
+__all__ = ["NotFound", "SearchService", "Server", "ask_server", "serve", "serve_forever",
+           "state_path"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:  # a submodule (`from search.web import server`) or a typo
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value

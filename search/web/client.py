@@ -20,11 +20,13 @@ STATE_FILE = "serve.json"  # written by `clipsearch serve` beside the index, rem
 
 
 def state_path(index_dir: str) -> str:
+    """Where a running `clipsearch serve` of ``index_dir`` leaves its address (and token)."""
     return os.path.join(index_dir, STATE_FILE)
 
 
 def ask_server(index_dir: str, texts: Sequence[str], negatives: Sequence[str], k: int,
                under: str | None, min_score: float | None) -> list[ImageHit] | None:
+    """The hits from a running server of ``index_dir``, or None (then search in-process)."""
     try:
         with open(state_path(index_dir), encoding="utf-8") as f:
             state = json.load(f)

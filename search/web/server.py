@@ -29,7 +29,7 @@ from typing import Any
 from search.errors import ClipSearchError, QueryError
 from search.web.openapi import OPENAPI
 from search.web.page import PAGE
-from search.web.service import Engine, NotFound
+from search.web.service import NotFound, SearchService
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,15 @@ _BY_ID = re.compile(r"^/api/(thumb|image|similar|describe)/([0-9]{1,18})$")
 
 
 class HttpError(Exception):
+    """A request we refuse, with the HTTP status to answer it with."""
+
     def __init__(self, status: HTTPStatus, message: str) -> None:
         super().__init__(message)
         self.status = status
 
 
 def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine only (localhost, 127.0.0.0/8, ::1)."""
     if host == "localhost":
         return True
     try:
@@ -55,13 +58,19 @@ def is_loopback(host: str) -> bool:
 
 
 class Server(ThreadingHTTPServer):
+    """The search page and HTTP API of one SearchService, a thread per request.
+
+    Raises QueryError for a non-loopback ``host`` without a ``token``, and
+    OSError when it cannot listen.
+    """
+
     daemon_threads = True
 
-    def __init__(self, engine: Engine, host: str, port: int, token: str | None) -> None:
+    def __init__(self, service: SearchService, host: str, port: int, token: str | None) -> None:
         if not is_loopback(host) and not token:
             raise QueryError(f"--host {host} is reachable from other machines: pass --token "
                              "SECRET (clients send it as a bearer token or cookie)")
-        self.engine = engine
+        self.service = service
         self.token = token
         self.instance = secrets.token_hex(8)  # `clipsearch query` checks it is talking to us
         super().__init__((host, port), Handler)
@@ -69,6 +78,7 @@ class Server(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
+        """The address it listens on, as a browser opens it."""
         host, port = self.server_address[:2]
         return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
@@ -79,6 +89,8 @@ def _allowed_hosts(host: str, port: int) -> set[str]:
 
 
 class Handler(BaseHTTPRequestHandler):
+    """One request: origin and token checks, then the route; every error answered as JSON."""
+
     server: Server
     protocol_version = "HTTP/1.1"
 
@@ -154,14 +166,14 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def _route(self, method: str, path: str, query: dict[str, list[str]]) -> None:
-        engine = self.server.engine
+        service = self.server.service
         k = _int(query, "k", 24)
         if method == "POST" and path == "/api/search":
             fields, upload = self._multipart()
             texts = [v for v in fields.get("q", []) if v.strip()]
             k = _int(fields, "k", k)
-            return self._json({"results": engine.search(texts, fields.get("not", []), k,
-                                                        _one(fields, "under"), upload)})
+            return self._json({"results": service.search(texts, fields.get("not", []), k,
+                                                         _one(fields, "under"), upload)})
         if method != "GET":
             raise HttpError(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} is not allowed here")
         if path == "/":
@@ -169,24 +181,24 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/openapi.json":
             return self._json(OPENAPI)
         if path == "/api/info":
-            return self._json(engine.info())
+            return self._json(service.info())
         if path == "/api/search":
             texts = [v for v in query.get("q", []) if v.strip()]
             if not texts:
                 raise HttpError(HTTPStatus.BAD_REQUEST, "give a query: ?q=TEXT")
-            return self._json({"results": engine.search(texts, query.get("not", []), k,
-                                                        _one(query, "under"))})
+            return self._json({"results": service.search(texts, query.get("not", []), k,
+                                                         _one(query, "under"))})
         match = _BY_ID.match(path)
         if not match:
             raise HttpError(HTTPStatus.NOT_FOUND, f"no such page: {path}")
         what, file_id = match.group(1), int(match.group(2))
         if what == "similar":
-            return self._json({"results": engine.similar(file_id, k)})
+            return self._json({"results": service.similar(file_id, k)})
         if what == "describe":
-            return self._json({"results": engine.describe(file_id, _int(query, "k", 5))})
+            return self._json({"results": service.describe(file_id, _int(query, "k", 5))})
         if what == "thumb":
-            return self._send(engine.thumb(file_id), "image/jpeg", "max-age=31536000, immutable")
-        photo = engine.photo(file_id)
+            return self._send(service.thumb(file_id), "image/jpeg", "max-age=31536000, immutable")
+        photo = service.photo(file_id)
         with open(photo, "rb") as f:
             data = f.read()
         kind = mimetypes.guess_type(photo)[0] or "application/octet-stream"
@@ -267,7 +279,7 @@ def serve_forever(server: Server, state_file: str) -> None:
     from indexes.files import atomic_write
 
     state = {"url": server.url, "pid": os.getpid(), "instance": server.instance,
-             "index": server.engine.index_dir, "token": server.token}
+             "index": server.service.index_dir, "token": server.token}
     atomic_write(state_file, json.dumps(state).encode())  # mode 0600: it may hold the token
     try:
         server.serve_forever()

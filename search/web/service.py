@@ -1,8 +1,8 @@
 """What `clipsearch serve` answers, independent of HTTP.
 
-One Library lives on one engine thread (SQLite connections stay in the thread
-that made them, and the model is loaded once); request threads hand it work
-and wait. Photos are served only by catalog id, and only while the file on
+One Library lives on one thread (SQLite connections stay in the thread that
+made them, and the model is loaded once); request threads hand it work and
+wait. Photos are served only by catalog id, and only while the file on
 disk is still the one that was indexed (same size and mtime), so no request
 can name a path, and a photo swapped for a link to something else is refused.
 """
@@ -33,9 +33,14 @@ class NotFound(ClipSearchError):
     """No indexed photo with that id (or it is no longer the file that was indexed)."""
 
 
-class Engine:
+class SearchService:
+    """Searches, photos and thumbnails by catalog id, answered from one Library on one thread.
+
+    ``open_library`` runs on that thread, so the Library is made where it is used.
+    """
+
     def __init__(self, open_library: Callable[[], Library]) -> None:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="clipsearch-engine")
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="clipsearch-library")
         self._lib: Library = self._pool.submit(open_library).result()
         self.index_dir = self._lib.index_dir
         # In photo URLs, so a browser never shows another index's cached photo for an id.
@@ -46,6 +51,7 @@ class Engine:
         return self._pool.submit(work, self._lib).result()
 
     def close(self) -> None:
+        """Close the Library on its thread, then stop the thread."""
         self._run(lambda lib: lib.close())
         self._pool.shutdown()
 
@@ -55,6 +61,7 @@ class Engine:
 
     def search(self, texts: list[str], negatives: list[str], k: int, under: str | None,
                upload: tuple[bytes, str] | None = None) -> list[dict[str, Any]]:
+        """Photos for text terms, `negatives` and an uploaded image (bytes, file name)."""
         def work(lib: Library) -> list[ImageHit]:
             extra = [lib.upload_vector(*upload)] if upload else []
             return lib.query(texts, [], negatives, k, under, vectors=extra)
@@ -62,15 +69,18 @@ class Engine:
         return [self._result(hit) for hit in self._run(work)]
 
     def similar(self, file_id: int, k: int) -> list[dict[str, Any]]:
+        """Photos most like the indexed photo `file_id` (itself first)."""
         self.photo(file_id)
         return [self._result(hit) for hit in self._run(lambda lib: lib.similar(file_id, k))]
 
     def describe(self, file_id: int, k: int) -> list[dict[str, Any]]:
+        """The corpus texts that best describe the indexed photo `file_id`."""
         path = self.photo(file_id)
         hits = self._run(lambda lib: lib.describe(path, k))
         return [text_record(hit) for hit in hits]
 
     def info(self) -> dict[str, Any]:
+        """`info --json` without the list of skipped files."""
         return info_record(self._run(lambda lib: lib.info()), errors=False)
 
     def photo(self, file_id: int) -> str:
