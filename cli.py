@@ -19,8 +19,9 @@ import typer
 # Light modules only: `--help`, argument errors and `info` must not wait on torch.
 from search import ClipSearchError, Library, ModelSpec, output
 from search.corpus import read_texts
-from search.encoding import PRECISIONS, vector_settings_with
+from search.encoding import PRECISIONS
 from search.errors import Interrupted
+from search.ingest import requested_vector_settings
 from search.locations import check_folders, resolve_index_dir
 from search.sizes import parse_size
 
@@ -120,7 +121,7 @@ def index(
     with _reported():
         check_folders(folders or [])  # before the index folder is created
         memory = parse_size(max_memory, "--max-memory") if max_memory else None
-        vectors = vector_settings_with(index, index_type, memory, recall)
+        vectors = requested_vector_settings(index, index_type, memory, recall)
     with output.Progress(sys.stderr, "indexing", enabled=sys.stderr.isatty()) as progress:
         report = _with_library(index, lambda lib: lib.index(folders or [], progress,
                                                             vectors=vectors),

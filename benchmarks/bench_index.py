@@ -40,7 +40,7 @@ def naive(paths: list[str], model_dir: str) -> float:
 
 
 def decode_only(paths: list[str], encoder) -> float:  # noqa: ANN001
-    from search.ingest.pipeline import decode
+    from search.ingest.prepare import decode
 
     start = time.monotonic()
     with ThreadPoolExecutor(os.cpu_count()) as pool:
@@ -96,7 +96,7 @@ def main() -> None:
     folder, model_dir = photo_set(args.photos), str(vit_b_32_dir())
     paths = sorted(str(p) for p in folder.glob("*.jpg"))
     from search.encoding import ModelSpec, load_encoder
-    from search.ingest.pipeline import IngestSettings
+    from search.ingest import IngestSettings
 
     encoder = load_encoder(ModelSpec.create(f"local-dir:{model_dir}", None), "auto")
     print(f"{len(paths)} photos in {folder}; ViT-B-32 (random init); {os.cpu_count()} cores; "

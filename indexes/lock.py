@@ -7,8 +7,8 @@ import fcntl
 import os
 from collections.abc import Iterator
 
+from indexes.atomic import TEMP_PREFIX
 from indexes.errors import IndexBusy
-from indexes.files import TEMP_PREFIX
 
 LOCK_FILE = "write.lock"
 

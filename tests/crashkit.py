@@ -23,8 +23,8 @@ from tiny import make_photo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from indexes.atomic import TEMP_PREFIX  # noqa: E402
 from indexes.catalog import CATALOG_FILE, Catalog  # noqa: E402
-from indexes.files import TEMP_PREFIX  # noqa: E402
 from indexes.vectors import VectorSettings  # noqa: E402
 from indexes.vectors.store import load_or_rebuild  # noqa: E402
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from unittest import mock
 
 import indexes.vectors.store
-from indexes.files import TEMP_PREFIX
+from indexes.atomic import TEMP_PREFIX
 from indexes.vectors import INDEX_FILE
 from search import Library
 

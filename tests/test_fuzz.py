@@ -40,8 +40,8 @@ from hypothesis.stateful import (
 from indexcheck import assert_faiss_matches_catalog
 from tiny import make_photo
 
+from indexes.atomic import TEMP_PREFIX
 from indexes.catalog import Catalog
-from indexes.files import TEMP_PREFIX
 from indexes.vectors import VectorSettings
 from search import IngestSettings, Library
 from search.errors import FolderNotFound, Interrupted, NoImagesFound

@@ -65,6 +65,15 @@ def test_imports_only_run_down_the_tiers() -> None:
     assert upward == []
 
 
+def test_imports_of_our_modules_are_absolute() -> None:
+    # The tier check reads absolute names only: a relative import would slip past it.
+    relative = [f"{path.relative_to(ROOT)}:{node.lineno}"
+                for path in our_modules().values()
+                for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                if isinstance(node, ast.ImportFrom) and node.level]
+    assert relative == []
+
+
 def test_the_tier_rule_catches_an_upward_import(tmp_path: Path) -> None:
     # The check above passes on an empty list, so make sure it can see a violation at all.
     offender = tmp_path / "offender.py"

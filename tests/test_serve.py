@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import json
@@ -219,3 +220,44 @@ def test_non_loopback_needs_a_token(site: Server, tiny_spec, tmp_path: Path, cou
         guarded.server_close()
     finally:
         service.close()
+
+
+def test_sigterm_while_a_request_is_handed_off_still_stops_serve(
+    open_library, photos: Path, tmp_path: Path, tiny_spec, counting,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # socketserver catches Exception around handing a request to its thread: a SIGTERM that
+    # lands there must still end `serve` (a service manager would otherwise wait, then
+    # SIGKILL it and leave the state file behind).
+    import os
+    import signal
+    import urllib.request
+
+    from search import web
+
+    open_library().index([str(photos)])
+    real = Server.process_request
+
+    def process_request(self, request, address):  # noqa: ANN001
+        os.kill(os.getpid(), signal.SIGTERM)  # handled in this (the main) thread, here
+        return real(self, request, address)
+
+    def ask(url: str) -> None:
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(url + "/api/info", timeout=5).close()
+
+    monkeypatch.setattr(Server, "process_request", process_request)
+    # If SIGTERM were swallowed, serve would run on: Ctrl-C (SIGINT) ends it after 30 s, and
+    # serve then reports a Ctrl-C stop, which fails the assertion below instead of hanging.
+    watchdog = threading.Timer(30, os.kill, (os.getpid(), signal.SIGINT))
+    watchdog.start()
+    try:
+        by_ctrl_c = web.serve(
+            lambda: Library.open(str(tmp_path / "index"), tiny_spec,
+                                 load=lambda spec, precision: counting),
+            "127.0.0.1", 0, None, False,
+            lambda index_dir, url: threading.Thread(target=ask, args=(url,)).start())
+    finally:
+        watchdog.cancel()
+    assert by_ctrl_c is False
+    assert not (tmp_path / "index" / "serve.json").exists()

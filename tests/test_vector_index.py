@@ -188,7 +188,7 @@ def test_a_rebuild_runs_beside_the_encoding_and_ends_consistent(
     from tiny import make_photo
 
     from indexes.vectors.rebuild import BackgroundBuild
-    from search.ingest.pipeline import IngestSettings
+    from search.ingest import IngestSettings
 
     open_library().index([str(photos)], vectors=VectorSettings(index_type="hnsw"))
     for i in (0, 2):  # changed photos retire their old ids: 2 of 12 is over a tenth
@@ -221,7 +221,7 @@ def test_a_rebuild_runs_beside_the_encoding_and_ends_consistent(
     catalog.close()
     manifest = store.read_manifest(str(tmp_path / "index"))
     assert manifest["built"]["kind"] == "hnsw" and manifest["built"]["stale"] == 0
-    from test_incremental import assert_faiss_matches_catalog
+    from indexcheck import assert_faiss_matches_catalog
 
     assert_faiss_matches_catalog(tmp_path / "index")  # caught up: every id, none retired
 
@@ -232,7 +232,7 @@ def test_rerunning_an_interrupted_index_run_builds_the_kind_asked_for(
     # Found by tests/test_fuzz.py: the interrupted run saved its flat start and recorded
     # the settings, so the rerun (nothing to encode) used to leave the file flat.
     from search.errors import Interrupted
-    from search.ingest.pipeline import IngestSettings
+    from search.ingest import IngestSettings
 
     def stop(done: int, total: int) -> None:
         if done == total:  # every batch committed, the rebuild not yet swapped in

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -40,6 +42,11 @@ class FileTable:
     """Queries on the files table (rows, vectors, retired ids) for `Catalog`."""
 
     _conn: CheckedConnection
+
+    if TYPE_CHECKING:  # defined by Catalog, which this is mixed into
+        def generation(self) -> int: ...
+
+        def transaction(self) -> AbstractContextManager[None]: ...
 
     def files_under(self, folder: str) -> dict[str, FileRow]:
         lo, hi = under_bounds(folder)

@@ -32,6 +32,13 @@ class VectorSettings:
         data = json.loads(text) if text else {}
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
+    def changed(self, index_type: str | None = None, max_memory: int | None = None,
+                recall: float | None = None) -> VectorSettings:
+        """These settings with the given ones replaced (None keeps the current value)."""
+        return VectorSettings(index_type=index_type or self.index_type,
+                              max_memory=max_memory or self.max_memory,
+                              recall=recall or self.recall)
+
     def spec_for(self, count: int, dim: int) -> IndexSpec:
         spec = choose(self.index_type, count, dim, self.max_memory or default_max_memory())
         return effective(spec, count)

@@ -17,9 +17,9 @@ import zlib
 from collections.abc import Callable
 from dataclasses import asdict
 
+from indexes.atomic import atomic_write, fsync_file, temp_path
 from indexes.catalog import Catalog
 from indexes.errors import IndexBusy, IndexNotFound
-from indexes.files import atomic_write, fsync_file, temp_path
 from indexes.lock import writer_lock
 from indexes.vectors.index import VectorIndex
 from indexes.vectors.rebuild import BackgroundBuild
@@ -178,6 +178,18 @@ class VectorStore:
     def of(cls, index_dir: str, catalog: Catalog) -> VectorStore:
         """The store with the settings the catalog records (defaults for a new index)."""
         return cls(index_dir, VectorSettings.from_json(catalog.get_meta(SETTINGS_KEY)))
+
+    @classmethod
+    def recorded_settings(cls, index_dir: str) -> VectorSettings:
+        """The settings the index at `index_dir` records; defaults where there is none yet."""
+        try:
+            catalog = Catalog.open(index_dir)
+        except IndexNotFound:
+            return VectorSettings()
+        try:
+            return cls.of(index_dir, catalog).settings
+        finally:
+            catalog.close()
 
     def refit(self, catalog: Catalog, settings: VectorSettings) -> bool:
         """Record new settings; True if they differ. A bad factory string fails here, before

@@ -1,11 +1,11 @@
-"""Encoding: model specs and weights, the open_clip encoder, the cached text tower, and
-which model and precision an index was built with.
+"""Encoding: model specs and weights, the open_clip encoder, the cached text tower, one
+index's model session, and which model and precision an index was built with.
 
 torch and open_clip load only when an encoder is made, never on import.
 """
 
 from search.encoding.encoder import TEXT_BATCH, ClipEncoder, Encoder, load_encoder, unit_rows
-from search.encoding.identity import identity, stored_vector_settings, vector_settings_with
+from search.encoding.identity import identity
 from search.encoding.spec import (
     DEFAULT_MODEL,
     DEFAULT_PRETRAINED,
@@ -29,7 +29,5 @@ __all__ = [
     "identity",
     "load_encoder",
     "resolve_precision",
-    "stored_vector_settings",
     "unit_rows",
-    "vector_settings_with",
 ]

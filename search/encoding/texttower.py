@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from indexes.files import atomic_write, temp_path
+from indexes.atomic import atomic_write, temp_path
 from search.encoding.encoder import ClipEncoder, unit_rows
 from search.encoding.spec import ModelSpec
 

@@ -4,7 +4,7 @@ FAISS in step with the catalog while it runs."""
 from search.ingest.pipeline import Indexer, IndexReport, ProgressFn
 from search.ingest.plan import Plan, Work, plan, plan_files
 from search.ingest.prepare import IngestSettings, fingerprint
-from search.ingest.runner import IngestRunner
+from search.ingest.runner import IngestRunner, requested_vector_settings
 from search.ingest.walk import FoundFile, ScanResult, scan
 
 __all__ = [
@@ -20,5 +20,6 @@ __all__ = [
     "fingerprint",
     "plan",
     "plan_files",
+    "requested_vector_settings",
     "scan",
 ]

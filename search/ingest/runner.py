@@ -15,7 +15,7 @@ from search.errors import FolderNotFound
 from search.ingest.pipeline import Indexer, IndexReport, ProgressFn
 from search.ingest.plan import Plan, plan, plan_files
 from search.ingest.prepare import IngestSettings
-from search.locations import check_folders, outermost
+from search.locations import check_folders, outermost, resolve_index_dir
 from search.photos import decoder_signature
 
 
@@ -78,3 +78,14 @@ class IngestRunner:
                                  "`clipsearch index FOLDER`")
         # An absent root (unmounted disk) keeps its photos; it is not pruned.
         return [r for r in roots if os.path.isdir(r)]
+
+
+def requested_vector_settings(index_dir: str | None, index_type: str | None = None,
+                              max_memory: int | None = None,
+                              recall: float | None = None) -> VectorSettings | None:
+    """The index's recorded vector settings with the `index` flags' changes; None without
+    any (a run then keeps what the index has)."""
+    if index_type is None and max_memory is None and recall is None:
+        return None
+    recorded = VectorStore.recorded_settings(resolve_index_dir(index_dir))
+    return recorded.changed(index_type, max_memory, recall)

@@ -17,8 +17,11 @@ from search.web.server import Server, serve_forever
 from search.web.service import SearchService
 
 
-class _Terminated(Exception):
-    """SIGTERM, raised in the main thread so that it leaves through the same cleanup as Ctrl-C."""
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that it leaves through the same cleanup as Ctrl-C.
+
+    A BaseException, as KeyboardInterrupt is: socketserver catches Exception around
+    handing a request to its thread, and would log this one and keep serving."""
 
 
 def _terminate(signum: int, frame: object) -> None:

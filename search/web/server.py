@@ -276,7 +276,7 @@ def _int(query: dict[str, list[str]], name: str, default: int) -> int:
 
 def serve_forever(server: Server, state_file: str) -> None:
     """Serve until Ctrl-C; `state_file` lets `clipsearch query` find this server."""
-    from indexes.files import atomic_write
+    from indexes.atomic import atomic_write
 
     state = {"url": server.url, "pid": os.getpid(), "instance": server.instance,
              "index": server.service.index_dir, "token": server.token}

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from indexes.files import atomic_write
+from indexes.atomic import atomic_write
 from search.errors import ClipSearchError, ImageDecodeError
 from search.library import Library
 from search.output import image_record, info_record, text_record
