@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional, TypeVar
 
@@ -21,7 +22,7 @@ from search import ClipSearchError, Library, ModelSpec, output
 from search.corpus import read_texts
 from search.encoding import PRECISIONS
 from search.errors import Interrupted
-from search.ingest import requested_vector_settings
+from search.ingest import IngestSettings, requested_vector_settings
 from search.locations import check_folders, resolve_index_dir
 from search.sizes import parse_size
 
@@ -39,6 +40,9 @@ ModelOpt = Annotated[Optional[str], typer.Option(
 PretrainedOpt = Annotated[Optional[str], typer.Option(
     "--pretrained", help="open_clip pretrained tag or a local checkpoint file "
     "(default: laion2b_s34b_b79k for ViT-B-32).")]
+Decode = Enum("Decode", {"auto": "auto", "exact": "exact"}, type=str)  # --decode's choices
+DecodeOpt = Annotated[Decode, typer.Option(help="JPEG decoding: auto (at a reduced scale as "
+                                                "far as checked safe for the model) or exact.")]
 PrecisionOpt = Annotated[Optional[str], typer.Option(
     "--precision", help="auto (bf16 on CPUs with native bf16, fp16 on CUDA, else fp32), fp32, "
     "bf16 or fp16. Defaults to the index's, else auto.")]
@@ -79,12 +83,6 @@ def _with_library(index: str | None, action: Callable[[Library], T], model: str 
         return action(lib)
 
 
-def _mode(json_out: bool, paths: bool = False) -> str:
-    if json_out or paths:
-        return "json" if json_out else "paths"
-    return "table" if sys.stdout.isatty() else "plain"
-
-
 def _write(option: str, path: Path, text: str) -> None:
     """Write an output file named by `option`; a failure is one error line, not a traceback."""
     try:
@@ -108,7 +106,7 @@ def index(
     folders: Annotated[Optional[list[str]], typer.Argument(
         help="Photo folders to add or refresh; none refreshes every indexed folder.")] = None,
     index: IndexOpt = None, model: ModelOpt = None, pretrained: PretrainedOpt = None,
-    precision: PrecisionOpt = None,
+    precision: PrecisionOpt = None, decode: DecodeOpt = Decode.auto,
     index_type: Annotated[Optional[str], typer.Option(
         "--index-type", help="auto, flat, hnsw, ivfpq, or a FAISS index_factory string "
         "(default: the index's, else auto).")] = None,
@@ -123,8 +121,8 @@ def index(
         memory = parse_size(max_memory, "--max-memory") if max_memory else None
         vectors = requested_vector_settings(index, index_type, memory, recall)
     with output.Progress(sys.stderr, "indexing", enabled=sys.stderr.isatty()) as progress:
-        report = _with_library(index, lambda lib: lib.index(folders or [], progress,
-                                                            vectors=vectors),
+        report = _with_library(index, lambda lib: lib.index(
+            folders or [], progress, IngestSettings(decode=decode.value), vectors),
                                model, pretrained, create=True, precision=precision)
     _print_lines(output.index_lines(report), err=True)
 
@@ -158,7 +156,8 @@ def query(
     if hits is None:
         hits = _with_library(index, lambda lib: lib.query(
             text or [], image or [], negative or [], k, under, min_score), model, pretrained)
-    _print_lines(output.image_lines(hits, _mode(json_out, paths)), "no matching photos")
+    mode = output.line_mode(json_out, paths, sys.stdout.isatty())
+    _print_lines(output.image_lines(hits, mode), "no matching photos")
     if html is not None:
         title = " + ".join([*(text or []), *(image or [])]) or "clipsearch"
         _write("--html", html, output.results_page(hits, title))
@@ -180,12 +179,10 @@ def serve(
     """Serve a search page and HTTP API for an index, keeping the model loaded."""
     from search import web
 
-    def announce(index_dir: str, url: str) -> None:
-        typer.echo(f"serving {index_dir} at {url} (Ctrl-C stops)", err=True)
-
     with _reported():  # Ctrl-C while starting is "interrupted", as for every command
         if web.serve(lambda: Library.open(index, _spec(model, pretrained)), host, port, token,
-                     open_page, announce):
+                     open_page, lambda where, url: typer.echo(
+                         f"serving {where} at {url} (Ctrl-C stops)", err=True)):
             typer.echo("stopped", err=True)
 
 
@@ -196,7 +193,8 @@ def describe(
 ) -> None:
     """Rank the stored texts by how well they describe an image."""
     hits = _with_library(index, lambda lib: lib.describe(image, k))
-    _print_lines(output.text_lines(hits, _mode(json_out)), "no texts")
+    mode = output.line_mode(json_out, False, sys.stdout.isatty())
+    _print_lines(output.text_lines(hits, mode), "no texts")
 
 
 @texts_app.command("add")
@@ -254,6 +252,7 @@ def eval_(
         "--index", help="Index for the benchmark's vectors (default: one per model and "
         "precision beside the default index).")] = None,
     model: ModelOpt = None, pretrained: PretrainedOpt = None, precision: PrecisionOpt = None,
+    decode: DecodeOpt = Decode.exact,
 ) -> None:
     """Recall@K (text -> image and image -> text) on an image-caption benchmark."""
     from search.evaluation import EvalOptions, default_eval_index, evaluate, load_dataset
@@ -261,8 +260,9 @@ def eval_(
     ks = _extra_ints(ctx, k or [])
     with _reported():
         data = load_dataset(dataset, images_root, split)
-        index = index or default_eval_index(ModelSpec.create(model, pretrained), precision)
-    options = EvalOptions(tuple(ks) or (1, 5, 10), through_index, skip_missing)
+        index = index or default_eval_index(ModelSpec.create(model, pretrained), precision,
+                                            decode.value)
+    options = EvalOptions(tuple(ks) or (1, 5, 10), through_index, skip_missing, decode.value)
     with output.Phases(sys.stderr, "encoding", enabled=sys.stderr.isatty()) as progress:
         report = _with_library(index, lambda lib: evaluate(lib, data, options, progress),
                                model, pretrained, create=True, precision=precision)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from indexes.catalog import CATALOG_FILE, Catalog
 from indexes.vectors import INDEX_FILE, VectorStore, read_manifest
 from search.encoding.spec import ModelSpec
+from search.photos.draft import META_KEY as DECODE_KEY
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class IndexInfo:
     vector_bytes: int
     vector_index: dict[str, Any]  # kind, factory, knob and value, recall, training size, ...
     absent: list[str]  # roots not there now (unmounted): their photos are kept, unavailable
+    decode: dict[str, Any] | None = None  # the checked JPEG shortcut (None: not checked yet)
 
 
 def index_info(catalog: Catalog, index_dir: str) -> IndexInfo:
@@ -47,6 +50,7 @@ def index_info(catalog: Catalog, index_dir: str) -> IndexInfo:
         vector_bytes=_size(os.path.join(index_dir, INDEX_FILE)),
         vector_index=_vector_index(catalog, index_dir),
         absent=[root for root in catalog.roots() if not os.path.isdir(root)],
+        decode=json.loads(catalog.get_meta(DECODE_KEY) or "null"),
     )
 
 

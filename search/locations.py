@@ -24,10 +24,11 @@ def resolve_index_dir(index_dir: str | None) -> str:
     return os.path.abspath(os.path.expanduser(index_dir or default_index_dir()))
 
 
-def eval_index_dir(model: str, precision: str) -> str:
-    """Benchmarks get their own index per model and precision, beside the default one,
-    so their images never show up in photo searches and a rerun encodes nothing."""
-    name = f"{model}-{precision}"
+def eval_index_dir(model: str, precision: str, decode: str = "exact") -> str:
+    """Benchmarks get their own index per model, precision and decode mode, beside the
+    default one, so their images never show up in photo searches and a rerun encodes
+    nothing."""
+    name = f"{model}-{precision}" + ("" if decode == "auto" else f"-decode-{decode}")
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:60]
     digest = hashlib.sha256(name.encode()).hexdigest()[:8]
     return os.path.join(default_index_dir() + "-eval", f"{slug}-{digest}")

@@ -146,24 +146,6 @@ def test_auto_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) ->
         models.resolve_precision("fp64", "cpu")
 
 
-@pytest.fixture(scope="session")
-def real_photos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """The real 2-18 MP JPEGs from ../shared/data/get-photos.sh (skipped if unavailable)."""
-    import os
-    import subprocess
-
-    script = Path(__file__).resolve().parents[2] / "shared" / "data" / "get-photos.sh"
-    cached = Path(os.environ.get("CLIPSEARCH_BENCH", "/tmp/clipsearch-bench")) / "photos"
-    folder = cached if cached.is_dir() else tmp_path_factory.mktemp("real")
-    if not any(folder.glob("*.jpg")):
-        try:
-            subprocess.run([str(script), str(folder)], check=True, capture_output=True,
-                           timeout=300)
-        except (OSError, subprocess.SubprocessError) as exc:
-            pytest.skip(f"real photos unavailable ({exc})")
-    return sorted(folder.glob("*.jpg"))
-
-
 def test_reduced_decoding_of_real_photos_stays_close_for_vit_b_32(real_photos) -> None:
     import open_clip
     import torch

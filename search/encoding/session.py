@@ -20,7 +20,7 @@ from search.encoding.encoder import TEXT_BATCH, Encoder
 from search.encoding.spec import ModelSpec
 from search.encoding.texttower import CachedTower
 from search.errors import ImageDecodeError, QueryError
-from search.photos import DEFAULT_MAX_MEGAPIXELS, load_rgb, open_rgb
+from search.photos import DEFAULT_MAX_MEGAPIXELS, draft, load_rgb, open_rgb
 
 EncoderLoader = Callable[[ModelSpec, str], Encoder]  # (model, precision) -> encoder
 
@@ -79,7 +79,7 @@ class ModelSession:
                     return vector
         encoder = self.encoder()
         try:
-            image = load_rgb(full, DEFAULT_MAX_MEGAPIXELS, min_side=encoder.image_size)
+            image = load_rgb(full, DEFAULT_MAX_MEGAPIXELS, min_side=self._draft_floor(encoder))
         except ImageDecodeError as exc:
             raise QueryError(f"{path}: cannot read query image ({exc.reason})") from None
         return encoder.encode_images(encoder.preprocess(image)[None])[0]
@@ -88,10 +88,16 @@ class ModelSession:
         """The vector of an image given as bytes (an upload); QueryError if unreadable."""
         encoder = self.encoder()
         try:
-            image = open_rgb(data, name, DEFAULT_MAX_MEGAPIXELS, min_side=encoder.image_size)
+            image = open_rgb(data, name, DEFAULT_MAX_MEGAPIXELS,
+                             min_side=self._draft_floor(encoder))
         except ImageDecodeError as exc:
             raise QueryError(f"{name}: cannot read the image ({exc.reason})") from None
         return encoder.encode_images(encoder.preprocess(image)[None])[0]
+
+    def _draft_floor(self, encoder: Encoder) -> int | None:
+        """Query images are decoded as the index's photos are (the checked JPEG shortcut)."""
+        margin = draft.margin_for(self._catalog, "auto")
+        return draft.draft_floor(encoder.image_size, margin or 0)
 
     def caption_vectors(self, texts: Sequence[str],
                         progress: Callable[[int, int], None] | None = None,

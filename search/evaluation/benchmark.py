@@ -24,6 +24,7 @@ from search.evaluation.metrics import (
     text_to_image_ranks,
 )
 from search.ingest.pipeline import ProgressFn
+from search.ingest.prepare import IngestSettings
 from search.library import Library
 from search.locations import eval_index_dir
 
@@ -38,6 +39,7 @@ class EvalOptions:
     ks: tuple[int, ...] = (1, 5, 10)
     through_index: bool = False  # also retrieve text -> image through the FAISS index
     skip_missing: bool = False  # leave out missing or unreadable images instead of failing
+    decode: str = "exact"  # published numbers decode every image fully; auto: the shortcut
 
 
 def evaluate(lib: Library, data: EvalSet, options: EvalOptions = EvalOptions(),
@@ -47,7 +49,8 @@ def evaluate(lib: Library, data: EvalSet, options: EvalOptions = EvalOptions(),
         raise InputFileError("--k needs positive values, e.g. --k 1 5 10")
     clock = _Clock()
     data.drop_missing(options.skip_missing)
-    indexed = lib.index_files(data.images, progress("images"))
+    settings = IngestSettings(decode=options.decode)
+    indexed = lib.index_files(data.images, progress("images"), settings)
     ids, images = _image_vectors(lib, data, options.skip_missing)
     clock.lap("images")
     texts, encoded = lib.text_vectors(data.captions, progress("captions"))
@@ -64,11 +67,12 @@ def evaluate(lib: Library, data: EvalSet, options: EvalOptions = EvalOptions(),
     return report
 
 
-def default_eval_index(spec: ModelSpec, precision: str | None) -> str:
-    """The benchmark index for this model and (resolved) precision."""
+def default_eval_index(spec: ModelSpec, precision: str | None, decode: str = "exact") -> str:
+    """The benchmark index for this model, (resolved) precision and decode mode."""
     from search.encoding.spec import default_device, resolve_precision
 
-    return eval_index_dir(str(spec), resolve_precision(precision or "auto", default_device()))
+    return eval_index_dir(str(spec), resolve_precision(precision or "auto", default_device()),
+                          decode)
 
 
 def _image_vectors(lib: Library, data: EvalSet, skip: bool) -> tuple[np.ndarray, np.ndarray]:

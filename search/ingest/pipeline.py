@@ -22,6 +22,7 @@ from search.errors import Interrupted
 from search.ingest.plan import Plan, Work
 from search.ingest.prepare import IngestSettings, LazyEncoder, Preparer
 from search.ingest.sync import Delta, VectorSync
+from search.photos.draft import DecodeChoice
 
 ProgressFn = Callable[[int, int], None]  # (files processed, files to process)
 
@@ -52,12 +53,18 @@ class Indexer:
 
     def __init__(self, catalog: Catalog, store: VectorStore, load_encoder: Callable[[], Encoder],
                  settings: IngestSettings = IngestSettings(),
-                 first_meta: Callable[[], dict[str, str]] = dict) -> None:
+                 first_meta: Callable[[], dict[str, str]] = dict,
+                 margin: int | None = 0) -> None:
         self._catalog = catalog
         self._encoder = LazyEncoder(load_encoder)
-        self._preparer = Preparer(self._encoder, settings)
+        self._preparer = Preparer(self._encoder, settings, margin)
         self._settings = settings
         self._sync = VectorSync(catalog, store, first_meta)
+
+    @property
+    def decode_choice(self) -> DecodeChoice | None:
+        """The JPEG shortcut this run checked (None: it had no need to)."""
+        return self._preparer.choice
 
     def run(self, todo: Plan, progress: ProgressFn | None = None) -> IndexReport:
         """Carry out a plan (see `search.ingest.plan`): encode what is new, prune what is gone."""
@@ -65,6 +72,7 @@ class Indexer:
         report = IndexReport(scanned=todo.scanned, unchanged=todo.unchanged,
                              unlisted=todo.unlisted)
         if todo.work or todo.missing:
+            self._preparer.probes = [item.found.path for item in todo.work]
             self._sync.start()
             finished = False
             try:

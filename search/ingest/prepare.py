@@ -10,9 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from search.encoding.encoder import Encoder
-from search.errors import ImageDecodeError
+from search.errors import ImageDecodeError, QueryError
 from search.ingest.plan import Work
-from search.photos import DEFAULT_MAX_MEGAPIXELS, load_rgb
+from search.photos import DEFAULT_MAX_MEGAPIXELS, draft, load_rgb
+from search.photos.draft import DecodeChoice, draft_floor
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,11 @@ class IngestSettings:
     workers: int = max(1, os.cpu_count() or 1)  # decode threads (Pillow releases the GIL)
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS  # decompression-bomb guard
     include_hidden: bool = False  # skip .folders and .files, as file managers do
+    decode: str = "auto"  # auto: the JPEG shortcut as far as it is checked safe; exact: never
+
+    def __post_init__(self) -> None:
+        if self.decode not in ("auto", "exact"):
+            raise QueryError(f"decode must be auto or exact, not {self.decode!r}")
 
 
 class LazyEncoder:
@@ -54,18 +60,25 @@ def fingerprint(path: str) -> str:
     return h.hexdigest()
 
 
-def decode(path: str, encoder: Encoder, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> object:
-    """One photo to the encoder's input tensor; raises ImageDecodeError."""
-    image = load_rgb(path, max_megapixels, min_side=encoder.image_size)
+def decode(path: str, encoder: Encoder, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
+           margin: int = 2) -> object:
+    """One photo to the encoder's input tensor, JPEGs reduced as far as `margin` allows
+    (`search.photos.draft`; 0: exact); raises ImageDecodeError."""
+    image = load_rgb(path, max_megapixels, min_side=draft_floor(encoder.image_size, margin))
     return encoder.preprocess(image)
 
 
 class Preparer:
     """Fills in each `Work` item's fingerprint, and its pixels when its content is new."""
 
-    def __init__(self, encoder: LazyEncoder, settings: IngestSettings) -> None:
+    def __init__(self, encoder: LazyEncoder, settings: IngestSettings,
+                 margin: int | None = 0) -> None:
         self._encoder = encoder
         self._settings = settings
+        self._margin = margin  # the checked JPEG shortcut (0: exact); None: check it first
+        self._lock = threading.Lock()
+        self.probes: list[str] = []  # where to look for large JPEGs to check it on
+        self.choice: DecodeChoice | None = None  # what the check found, for the catalog
 
     def prepared(self, work: list[Work], known: set[str]) -> Iterator[Work]:
         """Every item prepared, in order; content in `known` is fingerprinted only.
@@ -90,7 +103,18 @@ class Preparer:
         if item.fingerprint in known:
             return item
         try:
-            item.pixels = decode(path, self._encoder.get(), self._settings.max_megapixels)
+            encoder = self._encoder.get()
+            item.pixels = decode(path, encoder, self._settings.max_megapixels,
+                                 self._decode_margin(encoder))
         except ImageDecodeError as exc:
             item.error = exc.reason
         return item
+
+    def _decode_margin(self, encoder: Encoder) -> int:
+        """The JPEG shortcut, checked once, when the first photo needs decoding: only
+        then is the model loaded anyway (`search.photos.draft`)."""
+        with self._lock:
+            if self._margin is None:
+                self.choice = draft.choose(self.probes, encoder, self._settings.max_megapixels)
+                self._margin = self.choice.margin if self.choice else 0
+            return self._margin

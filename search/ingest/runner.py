@@ -16,7 +16,7 @@ from search.ingest.pipeline import Indexer, IndexReport, ProgressFn
 from search.ingest.plan import Plan, plan, plan_files
 from search.ingest.prepare import IngestSettings
 from search.locations import check_folders, outermost, resolve_index_dir
-from search.photos import decoder_signature
+from search.photos import decoder_signature, draft
 
 
 class IngestRunner:
@@ -62,12 +62,16 @@ class IngestRunner:
 
     def _run(self, todo: Plan, progress: ProgressFn | None, settings: IngestSettings,
              start: float) -> IndexReport:
+        # Undecided (None), the JPEG shortcut is checked on this run's first photo to decode.
+        margin = draft.margin_for(self._catalog, settings.decode)
         indexer = Indexer(self._catalog, self._store, self._session.encoder, settings,
-                          self._session.identity_meta)
+                          self._session.identity_meta, margin)
         report = indexer.run(todo, progress)
         report.seconds = time.monotonic() - start  # the scan included
         with self._catalog.transaction():
             self._catalog.set_meta("decoders", decoder_signature())
+            if indexer.decode_choice is not None:
+                self._catalog.set_meta(draft.META_KEY, indexer.decode_choice.to_json())
         self._session.save_tower()  # the write lock is held here
         return report
 

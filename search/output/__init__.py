@@ -11,6 +11,7 @@ from search.output.lines import (
     image_lines,
     index_lines,
     info_lines,
+    line_mode,
     summary,
     text_lines,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "index_lines",
     "info_lines",
     "info_record",
+    "line_mode",
     "results_page",
     "summary",
     "text_lines",

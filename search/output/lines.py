@@ -17,6 +17,13 @@ from search.query import ImageHit, TextHit
 SKIPPED_SHOWN = 10  # skipped files an index run names; `info --errors` lists them all
 
 
+def line_mode(json_out: bool, paths: bool, tty: bool) -> str:
+    """How to print results: json, paths, table (a terminal) or plain (a pipe)."""
+    if json_out or paths:
+        return "json" if json_out else "paths"
+    return "table" if tty else "plain"
+
+
 def image_lines(hits: Iterable[ImageHit], mode: str) -> Iterator[str]:
     """`mode`: "json" (one object per line), "paths", "table" (terminal) or "plain" (pipes)."""
     for hit in hits:
@@ -82,6 +89,11 @@ def info_lines(info: IndexInfo, errors: bool, mode: str) -> Iterator[str]:
     yield f"size      catalog {_bytes(info.catalog_bytes)}, vectors {_bytes(info.vector_bytes)}"
     if info.vector_index.get("kind"):
         yield _faiss_line(info.vector_index)
+    if info.decode:
+        margin, cosine = info.decode["margin"], info.decode["min_cosine"]
+        yield ("decode    exact (no reduced JPEG decode kept cosine 0.9999)" if not margin else
+               f"decode    JPEGs reduced to >= {margin}x the model's input (min cosine "
+               f"{cosine} of a full decode on {info.decode['probes']} photos)")
     for i, (reason, count) in enumerate(sorted(info.skipped_reasons.items(),
                                                key=lambda rc: -rc[1])):
         yield f"{'skipped' if i == 0 else '':<9} {count:>5}  {reason}"

@@ -1,0 +1,112 @@
+"""The JPEG shortcut, checked per model: how far large JPEGs may be decoded at a reduced scale.
+
+libjpeg can decode at 1/2, 1/4 or 1/8 scale, several times faster than a full
+decode, and the model sees a resized image anyway. How much detail the model
+still notices depends on the model: with a 32 px test model, keeping the
+shorter side at 2x the input moved one of 21 real photos to cosine 0.99971 of
+the full decode. So the first run that meets large JPEGs decodes a few of them
+both ways, and keeps the smallest margin whose vectors stay within MIN_COSINE
+of the full decode (none: exact decoding). The choice is recorded in the
+catalog, shown by `info`, and used for every photo and query image after it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from PIL import Image
+
+from indexes.catalog import Catalog
+from search.encoding.encoder import Encoder
+from search.errors import ImageDecodeError
+from search.photos.decode import load_rgb
+
+META_KEY = "decode"
+MARGINS = (2, 4, 8)  # shorter side kept >= margin x the model's input; larger is closer to exact
+MIN_COSINE = 0.9999  # reduced vs full decode, on every probe photo
+PROBES = 8  # large JPEGs decoded both ways (an outlier among them decides); ViT-B-32, fp32,
+# 2 cores: 2.2 s for the whole check, once per index
+SCAN = 256  # headers read looking for them; with none, photos are decoded exactly meanwhile
+
+
+@dataclass(frozen=True)
+class DecodeChoice:
+    margin: int  # 0: exact decoding; else the shorter side stays >= margin x the input
+    min_cosine: float | None  # of the chosen margin's probes; None when none qualified
+    probes: int
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def draft_floor(image_size: int, margin: int) -> int | None:
+    """`min_side` for `load_rgb` (which keeps the shorter side >= 2 x min_side); None: exact."""
+    return max(1, image_size * margin // 2) if margin else None
+
+
+def recorded(catalog: Catalog) -> DecodeChoice | None:
+    text = catalog.get_meta(META_KEY)
+    return DecodeChoice(**json.loads(text)) if text else None
+
+
+def margin_for(catalog: Catalog, mode: str) -> int | None:
+    """The margin to decode with: 0 for `exact`, else the recorded choice (None: not made)."""
+    if mode == "exact":
+        return 0
+    choice = recorded(catalog)
+    return None if choice is None else choice.margin
+
+
+def choose(paths: Sequence[str], encoder: Encoder, max_megapixels: float) -> DecodeChoice | None:
+    """The smallest margin whose reduced decodes of the first large JPEGs among `paths` stay
+    within MIN_COSINE of their full decodes; None when there is no large JPEG to measure."""
+    large = (p for p in paths[:SCAN] if _is_large_jpeg(p, encoder.image_size))
+    probes = list(itertools.islice(large, PROBES))
+    full = _vectors(probes, encoder, max_megapixels, None)
+    if full is None:
+        return None
+    probes = [p for p, v in zip(probes, full, strict=True) if v is not None]
+    exact = np.stack([v for v in full if v is not None])
+    for margin in MARGINS:
+        reduced = _vectors(probes, encoder, max_megapixels, draft_floor(encoder.image_size, margin))
+        if reduced is None or any(v is None for v in reduced):
+            continue
+        cosine = float(np.min(np.sum(np.stack(reduced) * exact, axis=1)))
+        if cosine >= MIN_COSINE:
+            return DecodeChoice(margin, round(cosine, 7), len(probes))
+    return DecodeChoice(0, None, len(probes))
+
+
+def _vectors(paths: Sequence[str], encoder: Encoder, max_megapixels: float,
+             min_side: int | None) -> list[np.ndarray | None] | None:
+    """Each photo's vector (None where it cannot be decoded); None when none can."""
+    import torch
+
+    pixels: list[object | None] = []
+    for path in paths:
+        try:
+            pixels.append(encoder.preprocess(load_rgb(path, max_megapixels, min_side=min_side)))
+        except ImageDecodeError:
+            pixels.append(None)
+    good = [p for p in pixels if p is not None]
+    if not good:
+        return None
+    vectors = iter(encoder.encode_images(torch.stack(good)))  # type: ignore[arg-type]
+    return [next(vectors) if p is not None else None for p in pixels]
+
+
+def _is_large_jpeg(path: str, image_size: int) -> bool:
+    """A JPEG the smallest margin would decode reduced (its header alone is read)."""
+    if os.path.splitext(path)[1].lower() not in (".jpg", ".jpeg", ".jpe"):
+        return False
+    try:
+        jpeg = [fmt for fmt in ("JPEG", "MPO") if fmt in Image.OPEN]  # registered ones
+        with Image.open(path, formats=jpeg) as im:  # only the header is read
+            return min(im.size) // 2 >= MARGINS[0] * image_size
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return False
