@@ -49,10 +49,11 @@ def same_as_open_clip(index: Path) -> float:
     import torch
 
     from search import Library
+    from search.encoding.cache import tower_dir
     from search.encoding.texttower import load_tower
 
     lib = Library.open(str(index))
-    tower = load_tower(str(index), lib.model, lib.precision)
+    tower = load_tower(tower_dir(lib.model, lib.precision), lib.model, lib.precision)
     model = open_clip.create_model(f"local-dir:{vit_b_32_dir()}", precision=lib.precision).eval()
     with torch.no_grad():
         ref = model.encode_text(open_clip.get_tokenizer("ViT-B-32")(["a dog"])).float()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,6 +13,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
+# The shared model cache (text towers) of these tests, never the user's ~/.cache; the CLI
+# processes the tests start inherit it.
+os.environ["CLIPSEARCH_CACHE"] = tempfile.mkdtemp(prefix="clipsearch-test-cache-")
 
 from tiny import build_tiny_model, make_photo  # noqa: E402
 

@@ -7,14 +7,12 @@ cannot be answered that way loads the model.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from indexes.catalog import Catalog
-from indexes.errors import IndexBusy
 from indexes.lock import writer_lock
 from search.encoding.encoder import TEXT_BATCH, Encoder
 from search.encoding.spec import ModelSpec
@@ -36,7 +34,7 @@ class ModelSession:
         self._catalog = catalog
         self._load = load
         self._encoder: Encoder | None = None
-        self._tower = CachedTower(index_dir)
+        self._tower = CachedTower()
 
     def encoder(self) -> Encoder:
         """The loaded encoder (loading it the first time)."""
@@ -50,7 +48,7 @@ class ModelSession:
         return {"model": self.model.to_json(), "precision": self.encoder().precision}
 
     def save_tower(self) -> None:
-        """Keep the loaded model's text tower beside the index; the caller holds the lock."""
+        """Keep the loaded model's text tower in the shared model cache (once per model)."""
         self._tower.save_from(self._encoder)
 
     def text_vector(self, text: str) -> np.ndarray:
@@ -60,8 +58,7 @@ class ModelSession:
             if vector is not None:
                 return vector
         vector = self.encoder().encode_texts([text])[0]
-        with contextlib.suppress(IndexBusy), writer_lock(self._index_dir):
-            self.save_tower()  # so the next cold query is fast
+        self.save_tower()  # so the next cold query is fast
         return vector
 
     def image_vector(self, path: str) -> np.ndarray:

@@ -1,9 +1,10 @@
-"""A traced copy of the model's text tower, kept beside the index.
+"""A traced copy of the model's text tower, kept in the shared model cache.
 
 `import open_clip` costs ~3 s (it pulls in torchvision and timm) and building
 the model another ~2 s, while a text query needs only the text tower. After the
 full model has been loaded once, its text tower is traced with TorchScript and
-saved next to the index; later cold queries load it with torch alone (and
+saved in the model cache (`search.encoding.cache`), once per model and precision
+whatever the number of indexes; later cold queries load it with torch alone (and
 open_clip's tokenizer module, read by file path so the package is not
 imported). It is used only when its output matched the full model's at export
 time, and only for the same model, precision and torch version.
@@ -26,6 +27,9 @@ from typing import Any
 import numpy as np
 
 from indexes.atomic import atomic_write, temp_path
+from indexes.errors import IndexBusy
+from indexes.lock import writer_lock
+from search.encoding.cache import tower_dir
 from search.encoding.encoder import ClipEncoder, unit_rows
 from search.encoding.spec import ModelSpec
 
@@ -68,29 +72,29 @@ class TextTower:
         return rows
 
 
-def has_tower(index_dir: str, spec: ModelSpec, precision: str) -> bool:
-    return _matching_meta(index_dir, spec, precision) is not None
+def has_tower(folder: str, spec: ModelSpec, precision: str) -> bool:
+    return _matching_meta(folder, spec, precision) is not None
 
 
-def _matching_meta(index_dir: str, spec: ModelSpec, precision: str) -> dict[str, Any] | None:
+def _matching_meta(folder: str, spec: ModelSpec, precision: str) -> dict[str, Any] | None:
     try:
-        with open(os.path.join(index_dir, META_FILE), encoding="utf-8") as f:
+        with open(os.path.join(folder, META_FILE), encoding="utf-8") as f:
             meta = json.load(f)
     except (OSError, ValueError):
         return None
-    if not os.path.isfile(os.path.join(index_dir, TOWER_FILE)):
+    if not os.path.isfile(os.path.join(folder, TOWER_FILE)):
         return None
     return meta if meta == {**meta, **_identity(spec, precision)} else None
 
 
-def load_tower(index_dir: str, spec: ModelSpec, precision: str) -> TextTower | None:
+def load_tower(folder: str, spec: ModelSpec, precision: str) -> TextTower | None:
     """The saved tower if it belongs to this model and precision; None otherwise."""
-    meta = _matching_meta(index_dir, spec, precision)
+    meta = _matching_meta(folder, spec, precision)
     if meta is None:
         return None
     import torch
 
-    path = os.path.join(index_dir, TOWER_FILE)
+    path = os.path.join(folder, TOWER_FILE)
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -109,7 +113,7 @@ def load_tower(index_dir: str, spec: ModelSpec, precision: str) -> TextTower | N
         return None
 
 
-def export_tower(encoder: ClipEncoder, index_dir: str) -> bool:
+def export_tower(encoder: ClipEncoder, folder: str) -> bool:
     """Trace and save `encoder`'s text tower; False when the model does not allow it."""
     tokenizer = encoder.tokenizer
     if type(tokenizer).__name__ != "SimpleTokenizer" or encoder.device != "cpu":
@@ -131,14 +135,14 @@ def export_tower(encoder: ClipEncoder, index_dir: str) -> bool:
     if np.min(np.sum(got * expected, axis=1)) < MIN_COSINE:
         log.warning("the traced text tower differs from the model; not saving it")
         return False
-    tmp = temp_path(index_dir, TOWER_FILE)
+    tmp = temp_path(folder, TOWER_FILE)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             traced.save(tmp)
         with open(tmp, "rb") as f:
             crc = zlib.crc32(f.read())
-        os.replace(tmp, os.path.join(index_dir, TOWER_FILE))
+        os.replace(tmp, os.path.join(folder, TOWER_FILE))
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -147,15 +151,15 @@ def export_tower(encoder: ClipEncoder, index_dir: str) -> bool:
             "probe": expected[0].tolist(),
             "context_length": int(tokenizer.context_length)}
     # A reader seeing the new tower with the old meta fails the CRC and uses the model.
-    atomic_write(os.path.join(index_dir, META_FILE), json.dumps(meta, indent=1).encode())
+    atomic_write(os.path.join(folder, META_FILE), json.dumps(meta, indent=1).encode())
     return True
 
 
-def forget_tower(index_dir: str) -> None:
+def forget_tower(folder: str) -> None:
     """Remove a tower that gave wrong vectors, so the next model load saves a good one."""
     for name in (META_FILE, TOWER_FILE):
         with contextlib.suppress(OSError):
-            os.unlink(os.path.join(index_dir, name))
+            os.unlink(os.path.join(folder, name))
 
 
 def _encode_text_module(model: Any) -> Any:
@@ -195,18 +199,19 @@ def _simple_tokenizer(context_length: int) -> Any:
 
 
 class CachedTower:
-    """One index's tower: looked for once, used while it matches, saved from a loaded model."""
+    """The model's tower in the cache: looked for once, used while it matches, saved from a
+    loaded model."""
 
-    def __init__(self, index_dir: str) -> None:
-        self._index_dir = index_dir
+    def __init__(self) -> None:
         self._tower: TextTower | None = None
         self._looked = False
 
     def encode(self, text: str, spec: ModelSpec, precision: str) -> np.ndarray | None:
         """The text's vector from the saved tower, or None when there is no usable one."""
+        folder = tower_dir(spec, precision)
         if not self._looked:
             self._looked = True
-            self._tower = load_tower(self._index_dir, spec, precision)
+            self._tower = load_tower(folder, spec, precision)
         if self._tower is None:
             return None
         try:
@@ -214,16 +219,21 @@ class CachedTower:
         except TowerMismatch as exc:
             log.warning("%s; using the full model", exc)
             self._tower = None
-            forget_tower(self._index_dir)
+            with contextlib.suppress(IndexBusy), writer_lock(folder):
+                forget_tower(folder)
             return None
 
     def save_from(self, encoder: object) -> None:
-        """Export the tower of a loaded open_clip model, unless a matching one exists."""
+        """Export the tower of a loaded open_clip model, unless a matching one exists (or
+        another process is exporting it right now)."""
         if not isinstance(encoder, ClipEncoder) or self._tower is not None:
             return
-        if has_tower(self._index_dir, encoder.spec, encoder.precision):
+        folder = tower_dir(encoder.spec, encoder.precision)
+        if has_tower(folder, encoder.spec, encoder.precision):
             return
         try:
-            export_tower(encoder, self._index_dir)
+            os.makedirs(folder, exist_ok=True)
+            with contextlib.suppress(IndexBusy), writer_lock(folder):
+                export_tower(encoder, folder)
         except (OSError, RuntimeError) as exc:  # a speed-up only: never fail a command
-            log.warning("could not save the text tower in %s: %s", self._index_dir, exc)
+            log.warning("could not save the text tower in %s: %s", folder, exc)

@@ -11,6 +11,7 @@ from indexes.catalog import Catalog
 from indexes.lock import writer_lock
 from indexes.vectors import VectorSettings, VectorStore
 from search.encoding.session import ModelSession
+from search.encoding.texttower import forget_tower
 from search.errors import FolderNotFound
 from search.ingest.pipeline import Indexer, IndexReport, ProgressFn
 from search.ingest.plan import Plan, plan, plan_files
@@ -72,7 +73,8 @@ class IngestRunner:
             self._catalog.set_meta("decoders", decoder_signature())
             if indexer.decode_choice is not None:
                 self._catalog.set_meta(draft.META_KEY, indexer.decode_choice.to_json())
-        self._session.save_tower()  # the write lock is held here
+        self._session.save_tower()
+        forget_tower(self._index_dir)  # an older clipsearch's copy, now in the model cache
         return report
 
     def _present_roots(self) -> list[str]:
