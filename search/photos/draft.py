@@ -15,6 +15,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import stat
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -105,8 +107,12 @@ def _is_large_jpeg(path: str, image_size: int) -> bool:
     if os.path.splitext(path)[1].lower() not in (".jpg", ".jpeg", ".jpe"):
         return False
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the open below
+            return False
         jpeg = [fmt for fmt in ("JPEG", "MPO") if fmt in Image.OPEN]  # registered ones
-        with Image.open(path, formats=jpeg) as im:  # only the header is read
-            return min(im.size) // 2 >= MARGINS[0] * image_size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # decode decides
+            with Image.open(path, formats=jpeg) as im:  # only the header is read
+                return min(im.size) // 2 >= MARGINS[0] * image_size
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return False
