@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 
 TEMP_PREFIX = "tmp-"
 
@@ -30,18 +31,24 @@ def fsync_file(path: str) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str, data: bytes) -> None:
-    """Replace `path` with `data` (mode 0600, as mkstemp makes it), durably."""
-    folder = os.path.dirname(path) or "."
-    tmp = temp_path(folder, os.path.basename(path))
+@contextlib.contextmanager
+def replacing(path: str, durable: bool = True) -> Iterator[str]:
+    """A temp file beside `path` for the block to write; when the block ends cleanly it
+    replaces `path` (fsynced first when `durable`), else it is removed."""
+    tmp = temp_path(os.path.dirname(path) or ".", os.path.basename(path))
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
+        if durable:
+            fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    fsync_file(folder)
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Replace `path` with `data` (mode 0600, as mkstemp makes it), durably."""
+    with replacing(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+    fsync_file(os.path.dirname(path) or ".")

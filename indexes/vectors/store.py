@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import asdict
 
-from indexes.atomic import atomic_write, fsync_file, temp_path
+from indexes.atomic import atomic_write, replacing
 from indexes.catalog import Catalog
 from indexes.errors import IndexBusy, IndexNotFound
 from indexes.lock import writer_lock
@@ -40,16 +40,9 @@ def save(index: VectorIndex, index_dir: str, generation: int) -> None:
     import faiss
 
     path = os.path.join(index_dir, INDEX_FILE)
-    tmp = temp_path(index_dir, INDEX_FILE)
-    try:
+    with replacing(path) as tmp:
         faiss.write_index(index.faiss_index, tmp)
         crc = _crc32(tmp)
-        fsync_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
     st = os.stat(path)
     manifest = {"format": FORMAT_VERSION, "generation": generation, "count": index.count,
                 "dim": index.dim, "crc32": crc, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from indexes.atomic import atomic_write, temp_path
+from indexes.atomic import atomic_write, replacing
 from indexes.errors import IndexBusy
 from indexes.lock import writer_lock
 from search.encoding.cache import tower_dir
@@ -135,18 +135,12 @@ def export_tower(encoder: ClipEncoder, folder: str) -> bool:
     if np.min(np.sum(got * expected, axis=1)) < MIN_COSINE:
         log.warning("the traced text tower differs from the model; not saving it")
         return False
-    tmp = temp_path(folder, TOWER_FILE)
-    try:
+    with replacing(os.path.join(folder, TOWER_FILE), durable=False) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             traced.save(tmp)
         with open(tmp, "rb") as f:
             crc = zlib.crc32(f.read())
-        os.replace(tmp, os.path.join(folder, TOWER_FILE))
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
     meta = {**_identity(encoder.spec, encoder.precision), "crc32": crc,
             "probe": expected[0].tolist(),
             "context_length": int(tokenizer.context_length)}
