@@ -1,4 +1,4 @@
-"""Where things live: the default index folders, and the photo folders to index."""
+"""Where things live: the default index and cache folders, and the photo folders to index."""
 
 from __future__ import annotations
 
@@ -12,11 +12,21 @@ from search.errors import FolderNotFound
 
 def default_index_dir() -> str:
     """`$CLIPSEARCH_INDEX`, else `$XDG_DATA_HOME/clipsearch` (~/.local/share/clipsearch)."""
-    if os.environ.get("CLIPSEARCH_INDEX"):
-        return os.path.abspath(os.path.expanduser(os.environ["CLIPSEARCH_INDEX"]))
-    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local",
-                                                           "share")
-    return os.path.join(data, "clipsearch")
+    return _user_dir("CLIPSEARCH_INDEX", "XDG_DATA_HOME", (".local", "share"))
+
+
+def default_cache_dir() -> str:
+    """The model cache every index shares: `$CLIPSEARCH_CACHE`, else
+    `$XDG_CACHE_HOME/clipsearch` (~/.cache/clipsearch)."""
+    return _user_dir("CLIPSEARCH_CACHE", "XDG_CACHE_HOME", (".cache",))
+
+
+def _user_dir(ours: str, xdg: str, xdg_default: tuple[str, ...]) -> str:
+    """Our variable's folder, else the XDG base folder's `clipsearch` (its default in ~)."""
+    if os.environ.get(ours):
+        return os.path.abspath(os.path.expanduser(os.environ[ours]))
+    base = os.environ.get(xdg) or os.path.join(os.path.expanduser("~"), *xdg_default)
+    return os.path.join(base, "clipsearch")
 
 
 def resolve_index_dir(index_dir: str | None) -> str:
@@ -24,14 +34,18 @@ def resolve_index_dir(index_dir: str | None) -> str:
     return os.path.abspath(os.path.expanduser(index_dir or default_index_dir()))
 
 
+def folder_name(name: str, key: str | None = None) -> str:
+    """A safe, short folder name for `name`, made unique by a digest of `key` (or `name`)."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:60]
+    return f"{slug}-{hashlib.sha256((key or name).encode()).hexdigest()[:8]}"
+
+
 def eval_index_dir(model: str, precision: str, decode: str = "exact") -> str:
     """Benchmarks get their own index per model, precision and decode mode, beside the
     default one, so their images never show up in photo searches and a rerun encodes
     nothing."""
     name = f"{model}-{precision}" + ("" if decode == "auto" else f"-decode-{decode}")
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:60]
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return os.path.join(default_index_dir() + "-eval", f"{slug}-{digest}")
+    return os.path.join(default_index_dir() + "-eval", folder_name(name))
 
 
 def check_folders(folders: Sequence[str]) -> list[str]:
