@@ -1,6 +1,6 @@
 """One index's model: loaded once when first needed, with the shortcuts that avoid loading it.
 
-A cold text query uses the traced text tower saved beside the index; a query
+A cold text query uses the traced text tower in the shared model cache; a query
 image that is an unchanged indexed photo uses its stored vector. Only what
 cannot be answered that way loads the model.
 """

@@ -72,7 +72,6 @@ class Indexer:
         report = IndexReport(scanned=todo.scanned, unchanged=todo.unchanged,
                              unlisted=todo.unlisted)
         if todo.work or todo.missing:
-            self._preparer.probes = [item.found.path for item in todo.work]
             self._sync.start()
             finished = False
             try:

@@ -77,7 +77,7 @@ class Preparer:
         self._settings = settings
         self._margin = margin  # the checked JPEG shortcut (0: exact); None: check it first
         self._lock = threading.Lock()
-        self.probes: list[str] = []  # where to look for large JPEGs to check it on
+        self._probes: list[str] = []  # the run's files: where the check looks for large JPEGs
         self.choice: DecodeChoice | None = None  # what the check found, for the catalog
 
     def prepared(self, work: list[Work], known: set[str]) -> Iterator[Work]:
@@ -88,6 +88,7 @@ class Preparer:
         cores and torch's spinning OpenMP threads lose more than the overlap wins.
         """
         wave = self._settings.batch_size
+        self._probes = [item.found.path for item in work]
         with ThreadPoolExecutor(self._settings.workers) as pool:
             for start in range(0, len(work), wave):
                 yield from pool.map(lambda item: self.prepare(item, known),
@@ -115,6 +116,6 @@ class Preparer:
         then is the model loaded anyway (`search.photos.draft`)."""
         with self._lock:
             if self._margin is None:
-                self.choice = draft.choose(self.probes, encoder, self._settings.max_megapixels)
+                self.choice = draft.choose(self._probes, encoder, self._settings.max_megapixels)
                 self._margin = self.choice.margin if self.choice else 0
             return self._margin

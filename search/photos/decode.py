@@ -203,7 +203,7 @@ def _draft(im: Image.Image, name: str, min_side: int) -> None:
     if not isinstance(im, JpegImagePlugin.JpegImageFile):  # MPO is a subclass
         return
     w, h = im.size
-    scale = next((s for s in (8, 4, 2) if min(w, h) // s >= 2 * min_side), 1)
+    scale = draft_scale(im.size, min_side)
     if scale > 1:
         # Pillow picks the largest power of two <= min(w // rw, h // rh); asking
         # for floor(size / scale) makes that exactly `scale`, and the decoded
@@ -211,6 +211,11 @@ def _draft(im: Image.Image, name: str, min_side: int) -> None:
         # the shorter side is the same before and after rotation.
         im.draft("RGB", (w // scale, h // scale))
         logger.debug("%s: JPEG drafted at 1/%d scale to %s", name, scale, im.size)
+
+
+def draft_scale(size: tuple[int, int], min_side: int) -> int:
+    """The 1/N scale (8, 4, 2, else 1) a JPEG of `size` is decoded at for `min_side`."""
+    return next((s for s in (8, 4, 2) if min(size) // s >= 2 * min_side), 1)
 
 
 def _upright(im: Image.Image, name: str) -> Image.Image:

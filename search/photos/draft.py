@@ -26,7 +26,8 @@ from PIL import Image
 from indexes.catalog import Catalog
 from search.encoding.encoder import Encoder
 from search.errors import ImageDecodeError
-from search.photos.decode import load_rgb
+from search.photos.decode import draft_scale, load_rgb
+from search.photos.formats import JPEG_EXTENSIONS
 
 META_KEY = "decode"
 MARGINS = (2, 4, 8)  # shorter side kept >= margin x the model's input; larger is closer to exact
@@ -104,7 +105,7 @@ def _vectors(paths: Sequence[str], encoder: Encoder, max_megapixels: float,
 
 def _is_large_jpeg(path: str, image_size: int) -> bool:
     """A JPEG the smallest margin would decode reduced (its header alone is read)."""
-    if os.path.splitext(path)[1].lower() not in (".jpg", ".jpeg", ".jpe"):
+    if os.path.splitext(path)[1].lower() not in JPEG_EXTENSIONS:
         return False
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the open below
@@ -113,6 +114,6 @@ def _is_large_jpeg(path: str, image_size: int) -> bool:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # decode decides
             with Image.open(path, formats=jpeg) as im:  # only the header is read
-                return min(im.size) // 2 >= MARGINS[0] * image_size
+                return draft_scale(im.size, draft_floor(image_size, MARGINS[0]) or 1) > 1
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return False

@@ -23,8 +23,9 @@ for _plugin in ("Bmp", "Gif", "Mpo", "Png", "Tiff", "WebP", "Avif"):
         logger.debug("Pillow has no %sImagePlugin", _plugin)
 
 HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
+JPEG_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe"})
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif"}
+    {".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif"} | JPEG_EXTENSIONS
     | HEIF_EXTENSIONS
 )
 
