@@ -1,18 +1,23 @@
-"""Cold queries through the traced text tower: same vectors, no model load, safe fallback,
+"""Cold queries through the ONNX text tower: same vectors, no model load, safe fallback,
 one copy per model in the shared cache whatever the number of indexes."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from search import Library, ModelSpec
-from search.encoding import texttower
+from search.encoding import towerexport
 from search.encoding.cache import tower_dir
 from search.encoding.encoder import load_encoder
-from search.encoding.texttower import META_FILE, TOWER_FILE, load_tower
+from search.encoding.texttower import GRAPH_FILE, META_FILE, OLD_FILES, WEIGHTS_FILE, load_tower
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -36,7 +41,7 @@ def tower_of(index: Path, precision: str = "fp32") -> Path:
 
 def test_indexing_leaves_a_text_tower_that_matches_open_clip(indexed: Path, reference) -> None:
     folder = tower_of(indexed)
-    assert (folder / TOWER_FILE).is_file() and (folder / META_FILE).is_file()
+    assert (folder / GRAPH_FILE).is_file() and (folder / META_FILE).is_file()
     with Library.open(str(indexed)) as lib:
         tower = load_tower(str(folder), lib.model, "fp32")
     texts = ["a dog", "kids building a sandcastle at dusk", "red car, 10:30"]
@@ -55,7 +60,7 @@ def test_a_cold_query_ranks_like_the_full_model_without_loading_it(
 
 
 def test_a_damaged_tower_falls_back_to_the_full_model(indexed: Path, photos: Path) -> None:
-    path = tower_of(indexed) / TOWER_FILE
+    path = tower_of(indexed) / WEIGHTS_FILE
     data = bytearray(path.read_bytes())
     for offset in range(len(data) // 2, len(data) // 2 + 4096, 7):
         data[offset] ^= 0x55  # garble weights (or the archive): either way it must not be used
@@ -84,13 +89,13 @@ def test_two_indexes_of_one_model_share_one_exported_tower(
 ) -> None:
     monkeypatch.setenv("CLIPSEARCH_CACHE", str(tmp_path / "cache"))
     exports = []
-    real = texttower.export_tower
+    real = towerexport.export_tower
 
     def counted(encoder, folder: str) -> bool:  # noqa: ANN001
         exports.append(folder)
         return real(encoder, folder)
 
-    monkeypatch.setattr(texttower, "export_tower", counted)
+    monkeypatch.setattr(towerexport, "export_tower", counted)
     for name in ("one", "two"):
         with Library.open(str(tmp_path / name), tiny_spec, create=True, precision="fp32") as lib:
             lib.index([str(photos)])
@@ -99,14 +104,39 @@ def test_two_indexes_of_one_model_share_one_exported_tower(
         # The index folder holds its catalog and vectors only (the tower was ~178 MB each
         # for ViT-B-32 when every index kept its own copy).
         size = sum(f.stat().st_size for f in (tmp_path / name).iterdir() if f.is_file())
-        assert size < 1_000_000 and not (tmp_path / name / TOWER_FILE).exists()
+        assert size < 1_000_000 and not (tmp_path / name / GRAPH_FILE).exists()
 
 
 def test_an_index_run_drops_the_tower_copy_an_older_clipsearch_kept_in_the_index(
     indexed: Path, photos: Path
 ) -> None:
-    for name in (TOWER_FILE, META_FILE):
+    for name in (*OLD_FILES, META_FILE):
         (indexed / name).write_bytes(b"an older per-index copy")
     with Library.open(str(indexed)) as lib:
         lib.index([str(photos)])
-    assert not (indexed / TOWER_FILE).exists() and not (indexed / META_FILE).exists()
+    assert not any((indexed / name).exists() for name in (*OLD_FILES, META_FILE))
+
+
+def test_a_cold_cli_query_imports_neither_torch_nor_open_clip(
+    indexed: Path, photos: Path, reference
+) -> None:
+    """The whole `clipsearch query` process, as a user runs it, on an index whose model's
+    tower is cached: the ranking is open_clip's, and torch never loads."""
+    probe = (
+        "import sys, runpy; sys.argv = ['clipsearch'] + sys.argv[1:]\n"
+        "try:\n    runpy.run_path('cli.py', run_name='__main__')\n"
+        "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        "loaded = sorted({'torch', 'open_clip', 'torchvision'} & set(sys.modules))\n"
+        "assert not loaded, f'{loaded} imported'"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, "query", "a sunny beach", "-k", "3",
+         "--index", str(indexed)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "CLIPSEARCH_CACHE": os.environ["CLIPSEARCH_CACHE"]},
+    )
+    assert done.returncode == 0, done.stderr
+    paths = sorted(p for p in photos.rglob("*") if p.is_file())
+    scores = reference.images(paths) @ reference.texts(["a sunny beach"])[0]
+    expected = [str(paths[i]) for i in np.argsort(-scores)[:3]]
+    assert [line.split("\t")[-1] for line in done.stdout.splitlines()] == expected

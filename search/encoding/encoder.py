@@ -84,7 +84,7 @@ class ClipEncoder:
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         import torch
 
-        trim = _can_trim(self._model, self._tokenizer)
+        trim = can_trim(self._model, self._tokenizer)
         # Batches of similar length, so trimming cuts each batch short.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i])) if trim else None
         ordered = [texts[i] for i in order] if order else list(texts)
@@ -103,7 +103,7 @@ class ClipEncoder:
         return rows
 
 
-def _can_trim(model: Any, tokenizer: Any) -> bool:
+def can_trim(model: Any, tokenizer: Any) -> bool:
     """A plain CLIP text tower: causal mask, pooled at the end token (the largest id)."""
     return (type(model).__name__ == "CLIP" and type(tokenizer).__name__ == "SimpleTokenizer"
             and getattr(model, "text_pool_type", None) == "argmax"
@@ -117,16 +117,25 @@ def _encode_trimmed(model: Any, tokens: torch.Tensor) -> torch.Tensor:
     each text's end token, so the padding after it cannot change the result;
     a typical caption then costs ~15 positions instead of 77 (about 4x faster).
     """
-    import torch
-    from open_clip.transformer import text_global_pool
+    return text_features(model, tokens[:, :int(tokens.argmax(dim=-1).max()) + 1])
 
-    length = int(tokens.argmax(dim=-1).max()) + 1
-    tokens = tokens[:, :length]
+
+def text_features(model: Any, tokens: torch.Tensor) -> torch.Tensor:
+    """open_clip's `encode_text` (unnormalised) for a `can_trim` model, on token rows of any
+    length up to the context: positions and mask are taken for the rows' length (by index,
+    so an exported graph keeps that length variable)."""
+    import torch
+
+    positions = torch.arange(tokens.shape[1], device=tokens.device)
     cast = model.transformer.get_cast_dtype()
-    x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:length].to(cast)
-    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
-    x = text_global_pool(model.ln_final(x), tokens, "argmax")
+    x = (model.token_embedding(tokens).to(cast)
+         + model.positional_embedding.index_select(0, positions).to(cast))
+    mask = model.attn_mask.index_select(0, positions).index_select(1, positions)
+    x = model.ln_final(model.transformer(x, attn_mask=mask))
+    x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]  # the end token
     projection = model.text_projection
+    if projection is None:
+        return x
     return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
 
 
