@@ -180,9 +180,10 @@ def test_offline_default_model_says_how_to_use_a_local_checkpoint(
 
 
 def test_help_and_info_do_not_import_torch(index_dir: Path) -> None:
+    # cli.app, not cli.main: main ends the process with os._exit, before any check here.
     probe = (
-        "import sys, runpy; sys.argv = ['clipsearch'] + sys.argv[1:]\n"
-        "try:\n    runpy.run_path('cli.py', run_name='__main__')\n"
+        "import sys, cli; sys.argv = ['clipsearch'] + sys.argv[1:]\n"
+        "try:\n    cli.app()\n"
         "except SystemExit:\n    pass\n"
         "assert 'torch' not in sys.modules, 'torch imported'"
     )

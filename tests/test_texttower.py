@@ -3,9 +3,11 @@ one copy per model in the shared cache whatever the number of indexes."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -122,9 +124,10 @@ def test_a_cold_cli_query_imports_neither_torch_nor_open_clip(
 ) -> None:
     """The whole `clipsearch query` process, as a user runs it, on an index whose model's
     tower is cached: the ranking is open_clip's, and torch never loads."""
+    # cli.app, not cli.main: main ends the process with os._exit, before any check here.
     probe = (
-        "import sys, runpy; sys.argv = ['clipsearch'] + sys.argv[1:]\n"
-        "try:\n    runpy.run_path('cli.py', run_name='__main__')\n"
+        "import sys, cli; sys.argv = ['clipsearch'] + sys.argv[1:]\n"
+        "try:\n    cli.app()\n"
         "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
         "loaded = sorted({'torch', 'open_clip', 'torchvision'} & set(sys.modules))\n"
         "assert not loaded, f'{loaded} imported'"
@@ -140,3 +143,42 @@ def test_a_cold_cli_query_imports_neither_torch_nor_open_clip(
     scores = reference.images(paths) @ reference.texts(["a sunny beach"])[0]
     expected = [str(paths[i]) for i in np.argsort(-scores)[:3]]
     assert [line.split("\t")[-1] for line in done.stdout.splitlines()] == expected
+
+
+def test_cache_prune_removes_what_can_never_be_used_and_what_went_unused(
+    indexed: Path, photos: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    import cli
+
+    good = tower_of(indexed)
+    root = good.parent
+    stale = root / "old-open-clip"
+    stale.mkdir()
+    meta = json.loads((good / META_FILE).read_text())
+    (stale / META_FILE).write_text(json.dumps({**meta, "open_clip": "0.0.1"}))
+    (stale / WEIGHTS_FILE).write_bytes(b"x" * 1000)
+    incomplete = root / "killed-export"
+    incomplete.mkdir()
+    (incomplete / GRAPH_FILE).write_bytes(b"half")
+    runner = CliRunner()
+
+    listed = runner.invoke(cli.app, ["cache", "list"]).stdout.splitlines()
+    states = sorted(line.split()[6] for line in listed[:-1])
+    assert states == ["incomplete", "ok", "stale"] and listed[-1].startswith("3 text towers")
+
+    result = runner.invoke(cli.app, ["cache", "prune"])
+    assert result.exit_code == 0 and "2 text towers removed" in result.stdout
+    assert good.is_dir() and not stale.exists() and not incomplete.exists()
+
+    result = runner.invoke(cli.app, ["cache", "prune", "--unused-days", "30"])
+    assert "0 text towers removed" in result.stdout and good.is_dir()  # just used
+    month_ago = time.time() - 31 * 86400
+    os.utime(good / META_FILE, (month_ago, month_ago))
+    result = runner.invoke(cli.app, ["cache", "prune", "--unused-days", "30"])
+    assert "1 text tower removed" in result.stdout and not good.exists()
+
+    with Library.open(str(indexed)) as lib:  # nothing an index needs was lost
+        assert lib.query(["a sunny beach"], k=1)
+    assert (good / META_FILE).is_file()  # the model load exported the tower again

@@ -18,9 +18,11 @@ import contextlib
 import importlib.metadata
 import json
 import logging
+import mmap
 import os
 import zlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -100,37 +102,54 @@ def _matching_meta(folder: str, spec: ModelSpec, precision: str) -> dict[str, An
 
 
 def file_crc(path: str) -> int:
-    """CRC-32 of a file read in pieces (~0.1 s for ViT-B-32's 254 MB: enough for disk damage,
-    and the pages read stay in the page cache for the session that maps them)."""
-    crc = 0
-    buffer = bytearray(16 << 20)
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buffer):
-            crc = zlib.crc32(view[:n], crc)
+    """CRC-32 of a file, read through a memory map a window at a time (~0.1 s for ViT-B-32's
+    254 MB: enough for disk damage; no copy, and at most one window resident at a time)."""
+    crc = zlib.crc32(b"")
+    window = 16 << 20  # a multiple of every platform's mapping granularity
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        for offset in range(0, size, window):
+            with mmap.mmap(f.fileno(), min(window, size - offset), access=mmap.ACCESS_READ,
+                           offset=offset) as view:
+                crc = zlib.crc32(view, crc)
     return crc
 
 
 def load_tower(folder: str, spec: ModelSpec, precision: str) -> TextTower | None:
-    """The saved tower if it belongs to this model and precision; None otherwise."""
+    """The saved tower if it belongs to this model and precision and its files are intact;
+    None otherwise. The checksums, the onnxruntime session and the tokenizer are made in
+    parallel threads (each mostly outside the GIL): ~0.45 s instead of ~0.85 s."""
     meta = _matching_meta(folder, spec, precision)
     if meta is None:
         return None
-    try:
-        for name, crc in meta["crc32"].items():
-            if file_crc(os.path.join(folder, name)) != crc:
-                log.warning("%s is damaged (checksum); the full model will be used",
-                            os.path.join(folder, name))
-                return None
-        from search.encoding.tokenizer import ClipTokenizer
+    from search.encoding.tokenizer import ClipTokenizer
 
-        probe = np.asarray(meta["probe"], dtype=np.float32)
-        return TextTower(load_session(folder), ClipTokenizer(int(meta["context_length"])),
-                         probe, TOLERANCE[precision])
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            damaged = pool.submit(_damaged, folder, meta["crc32"])
+            session = pool.submit(load_session, folder)
+            tokenizer = pool.submit(ClipTokenizer, int(meta["context_length"]))
+            if damaged.result():
+                log.warning("%s is damaged (checksum); the full model will be used",
+                            damaged.result())
+                return None
+            probe = np.asarray(meta["probe"], dtype=np.float32)
+            tower = TextTower(session.result(), tokenizer.result(), probe, TOLERANCE[precision])
     except (OSError, RuntimeError, KeyError, ValueError, TypeError, ImportError) as exc:
         log.warning("cannot load the text tower in %s (%s); the full model will be used",
                     folder, exc)
         return None
+    with contextlib.suppress(OSError):
+        os.utime(os.path.join(folder, META_FILE))  # last used, for `clipsearch cache prune`
+    return tower
+
+
+def _damaged(folder: str, crcs: dict[str, int]) -> str | None:
+    """The first file whose checksum is not the recorded one."""
+    for name, crc in crcs.items():
+        if file_crc(os.path.join(folder, name)) != crc:
+            return os.path.join(folder, name)
+    return None
 
 
 def load_session(folder: str) -> Any:

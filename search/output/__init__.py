@@ -2,11 +2,12 @@
 
 JSON records shared by the CLI's `--json` and the HTTP API (records), lines for
 a terminal or a pipe (lines), the self-overwriting progress line (progress),
-and the self-contained `--html` page of thumbnails (results_page). Nothing here
-chooses a stream or exits: the caller does.
+the self-contained `--html` page of thumbnails (results_page), and the options
+the commands share (options). Nothing here chooses a stream or exits: the caller does.
 """
 
 from search.output.lines import (
+    cache_lines,
     eval_lines,
     image_lines,
     index_lines,
@@ -22,6 +23,7 @@ from search.output.results_page import results_page
 __all__ = [
     "Phases",
     "Progress",
+    "cache_lines",
     "eval_lines",
     "image_lines",
     "image_record",

@@ -6,9 +6,11 @@ Each function yields lines without newlines; the CLI chooses the stream.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from search.encoding.cachecontents import CacheEntry
 from search.info import IndexInfo
 from search.ingest.pipeline import IndexReport
 from search.output.records import image_record, info_record, text_record
@@ -148,6 +150,20 @@ def eval_lines(report: dict) -> Iterator[str]:
     yield (f"time: images {t['images']:.1f}s ({enc['images']} encoded), captions "
            f"{t['captions']:.1f}s ({enc['captions']} encoded), metrics {t['metrics']:.2f}s, "
            f"total {t['total']:.1f}s")
+
+
+def cache_lines(entries: Iterable[CacheEntry], folder: str, removed: bool = False
+                ) -> Iterator[str]:
+    """One line per model-cache entry (or per one removed), then the total."""
+    total = count = 0
+    for e in entries:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_used))
+        verb = f"removed ({e.state if e.state != 'ok' else 'unused'})" if removed else e.state
+        yield f"{_bytes(e.bytes):>9}  last used {used}  {verb:<10}  {e.model} ({e.precision})"
+        total, count = total + e.bytes, count + 1
+    towers = f"{count} text tower{'s' * (count != 1)}"
+    yield (f"{towers} removed, {_bytes(total)} freed in {folder}" if removed
+           else f"{towers}, {_bytes(total)} in {folder}")
 
 
 def _bytes(size: int) -> str:

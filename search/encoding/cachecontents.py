@@ -1,0 +1,95 @@
+"""What the shared model cache holds, and pruning it (`clipsearch cache list|prune`).
+
+Every entry is a folder the cache made for one model and precision. Pruning
+removes what can never be used again (made by another open_clip version or an
+older clipsearch format, or left incomplete by an export that was killed) and,
+when asked, entries no query has used for some days. Nothing an index needs is
+lost: the next model load exports a removed tower again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+
+from indexes.errors import IndexBusy
+from indexes.lock import writer_lock
+from search.encoding.cache import TOWERS
+from search.encoding.spec import ModelSpec
+from search.encoding.texttower import META_FILE, identity
+from search.locations import default_cache_dir
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    path: str
+    model: str  # as `info` names it; "?" when the entry cannot say
+    precision: str
+    bytes: int
+    last_used: float  # epoch seconds: the last load by a query, else the export
+    state: str  # "ok", "stale" (other software made it) or "incomplete"
+
+
+def cache_entries() -> list[CacheEntry]:
+    """Every text tower in the cache, oldest use first."""
+    root = os.path.join(default_cache_dir(), TOWERS)
+    try:
+        names = sorted(os.listdir(root))
+    except OSError:
+        return []
+    entries = [_entry(os.path.join(root, name)) for name in names]
+    return sorted((e for e in entries if e is not None), key=lambda e: e.last_used)
+
+
+def _entry(folder: str) -> CacheEntry | None:
+    if not os.path.isdir(folder) or os.path.islink(folder):
+        return None
+    size, newest = 0, 0.0
+    for name in os.listdir(folder):
+        with contextlib.suppress(OSError):
+            st = os.stat(os.path.join(folder, name))
+            size += st.st_size
+            newest = max(newest, st.st_mtime)
+    meta = _meta(folder)
+    if meta is None:
+        return CacheEntry(folder, "?", "?", size, newest, "incomplete")
+    model, precision = meta.get("model", ""), str(meta.get("precision", "?"))
+    try:
+        spec = ModelSpec.from_json(model)
+    except (ValueError, KeyError, TypeError):
+        return CacheEntry(folder, "?", precision, size, newest, "incomplete")
+    current = meta == {**meta, **identity(spec, precision)}
+    last_used = os.path.getmtime(os.path.join(folder, META_FILE))
+    return CacheEntry(folder, str(spec), precision, size, last_used,
+                      "ok" if current else "stale")
+
+
+def _meta(folder: str) -> dict | None:
+    try:
+        with open(os.path.join(folder, META_FILE), encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def prune_cache(unused_days: float | None = None, now: float | None = None
+                ) -> list[CacheEntry]:
+    """Remove stale and incomplete entries, and with `unused_days` those unused that long;
+    returns what was removed. An entry being exported right now (locked) is left alone."""
+    cutoff = None if unused_days is None else (now or time.time()) - unused_days * DAY
+    removed = []
+    for entry in cache_entries():
+        unused = cutoff is not None and entry.last_used < cutoff
+        if entry.state == "ok" and not unused:
+            continue
+        with contextlib.suppress(IndexBusy), writer_lock(entry.path):
+            shutil.rmtree(entry.path)
+            removed.append(entry)
+    return removed

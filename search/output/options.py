@@ -1,0 +1,58 @@
+"""The command-line options several commands share, declared once: name, type and help.
+
+Parsing stays typer's; `cli.py` uses these in its command signatures as `options.NAME`.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+Index = Annotated[Optional[str], typer.Option(
+    "--index", help="Index folder (default: $CLIPSEARCH_INDEX or ~/.local/share/clipsearch).")]
+Model = Annotated[Optional[str], typer.Option(
+    "--model", help="open_clip model: a name (ViT-B-32), hf-hub:ORG/REPO or local-dir:PATH. "
+    "Defaults to the index's model, else ViT-B-32.")]
+Pretrained = Annotated[Optional[str], typer.Option(
+    "--pretrained", help="open_clip pretrained tag or a local checkpoint file "
+    "(default: laion2b_s34b_b79k for ViT-B-32).")]
+DecodeMode = Enum("DecodeMode", {"auto": "auto", "exact": "exact"}, type=str)  # --decode
+Decode = Annotated[DecodeMode, typer.Option(help="JPEG decoding: auto (at a reduced scale as "
+                                                "far as checked safe for the model) or exact.")]
+Precision = Annotated[Optional[str], typer.Option(
+    "--precision", help="auto (bf16 on CPUs with native bf16, fp16 on CUDA, else fp32), fp32, "
+    "bf16 or fp16. Defaults to the index's, else auto.")]
+K = Annotated[int, typer.Option("-k", "--k", min=1, help="How many results.")]
+Json = Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
+IndexType = Annotated[Optional[str], typer.Option(
+    "--index-type", help="auto, flat, hnsw, ivfpq, or a FAISS index_factory string "
+    "(default: the index's, else auto).")]
+MaxMemory = Annotated[Optional[str], typer.Option(
+    help="Memory for the vector index, e.g. 2G or 512M (default: a quarter of RAM).")]
+Recall = Annotated[Optional[float], typer.Option(
+    min=0.01, max=1.0, help="Recall@10 target the query knobs are tuned for (0.95).")]
+Dataset = Annotated[str, typer.Argument(
+    help="Karpathy or COCO captions .json, or .csv/.tsv/.jsonl with image and caption columns.")]
+ImagesRoot = Annotated[str, typer.Option(help="Folder the dataset's image paths are in.")]
+Split = Annotated[Optional[str], typer.Option(help="Split to use (Karpathy: test).")]
+Ks = Annotated[Optional[list[int]], typer.Option(
+    "--k", help="Recall@K cut-offs, e.g. --k 1 5 10 (default: 1 5 10).")]
+ReportJson = Annotated[Optional[Path], typer.Option(
+    "--json", help="Also write the full report (JSON) to this file.")]
+ThroughIndex = Annotated[bool, typer.Option(
+    help="Also retrieve through the FAISS index and report the recall lost.")]
+SkipMissing = Annotated[bool, typer.Option(
+    help="Leave out missing or unreadable images (reported) instead of failing.")]
+EvalIndex = Annotated[Optional[str], typer.Option(
+    "--index", help="Index for the benchmark's vectors (default: one per model and "
+    "precision beside the default index).")]
+Under = Annotated[Optional[str], typer.Option(help="Only photos below this folder.")]
+MinScore = Annotated[Optional[float], typer.Option(help="Drop results below this cosine.")]
+Paths = Annotated[bool, typer.Option("--paths", help="Bare paths, for piping.")]
+Html = Annotated[Optional[Path], typer.Option(
+    "--html", help="Also write a page of thumbnails to this file.")]
+UnusedDays = Annotated[Optional[float], typer.Option(
+    min=0, help="Also remove towers no query has used for this many days.")]
