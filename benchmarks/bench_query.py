@@ -2,11 +2,13 @@
 
     python benchmarks/bench_query.py [--runs 7] [--vectors 100000]
 
-Cold: the whole `clipsearch query "a dog"` process on an index of the benchmark
-photos (ViT-B-32, random init), median of --runs. Naive: a process that
-imports open_clip, builds the model from the checkpoint, encodes the text and
-searches the same vectors. Warm: Library.query p50/p99 with the model loaded,
-over --vectors synthetic unit vectors.
+Cold: the whole `clipsearch query "a dog"` process on an index of 200 benchmark
+photos (ViT-B-32, random init; its ONNX text tower already in the model cache),
+median of --runs, and its peak memory. Naive: a process that imports open_clip,
+builds the model from the checkpoint, encodes the text and searches the same
+vectors. rclip 3.3.0 (benchmarks/rclip.py, its own venv; ViT-B-32-256 with
+random weights): its cold query on the same photos. Warm: Library.query p50/p99
+with the model loaded, over --vectors synthetic unit vectors.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import CACHE, ROOT, cli, median_seconds, photo_set, vit_b_32_dir
+from common import CACHE, ROOT, cli, median_seconds, peak_mib, photo_set, vit_b_32_dir
 
 NAIVE = """
 import sys, numpy as np, open_clip, torch
@@ -44,7 +46,7 @@ def cold_index() -> Path:
 
 
 def same_as_open_clip(index: Path) -> float:
-    """Cosine of the cold path's text vector (traced tower) with open_clip's own."""
+    """Cosine of the cold path's text vector (ONNX tower) with open_clip's own."""
     import open_clip
     import torch
 
@@ -90,16 +92,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--vectors", type=int, default=100_000)
+    parser.add_argument("--no-rclip", action="store_true", help="Skip the rclip comparison.")
     args = parser.parse_args()
     index = cold_index()
     subprocess.run(cli("query", "a dog", "--index", str(index)), check=True, capture_output=True)
     cold = median_seconds(cli("query", "a dog", "--index", str(index)), args.runs)
+    cold_mib = peak_mib(cli("query", "a dog", "--index", str(index)))
     script = NAIVE.format(root=str(ROOT), model=vit_b_32_dir(), index=str(index))
     naive = median_seconds([sys.executable, "-c", script], max(3, args.runs // 2))
-    print(f"cold `clipsearch query` (whole process, median of {args.runs}): {cold:.2f} s "
-          "(target <= 3 s)")
-    print(f"naive open_clip path (whole process):                   {naive:.2f} s; "
-          f"ratio naive/cold {naive / cold:.2f}")
+    naive_mib = peak_mib([sys.executable, "-c", script])
+    print(f"cold `clipsearch query` (whole process, median of {args.runs}): {cold:.2f} s, "
+          f"peak {cold_mib:.0f} MiB (target <= 1.0 s, <= 500 MB)")
+    print(f"naive open_clip path (whole process):                   {naive:.2f} s, "
+          f"peak {naive_mib:.0f} MiB; ratio naive/cold {naive / cold:.2f}")
+    if not args.no_rclip:
+        import rclip
+
+        with tempfile.TemporaryDirectory() as work:
+            seconds, mib = rclip.query_seconds(photo_set(200), Path(work), args.runs)
+        print(f"rclip 3.3.0 cold query (whole process, median of {args.runs}):  {seconds:.2f} s, "
+              f"peak {mib:.0f} MiB; ratio rclip/ours {seconds / cold:.2f}")
     print(f"cold-path text vector vs open_clip at the same precision: cosine "
           f"{same_as_open_clip(index):.6f} (target >= 0.9999)")
     p50, p99 = warm(args.vectors)

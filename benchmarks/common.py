@@ -89,3 +89,15 @@ def median_seconds(command: list[str], runs: int) -> float:
         subprocess.run(command, check=True, capture_output=True)
         times.append(time.monotonic() - start)
     return statistics.median(times)
+
+
+PEAK = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+        "capture_output=True); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
+def peak_mib(command: list[str]) -> float:
+    """Peak resident memory of one run of `command` (MiB), measured by a fresh parent whose
+    only child it is."""
+    done = subprocess.run([sys.executable, "-c", PEAK, *command], check=True,
+                          capture_output=True, text=True)
+    return int(done.stdout.strip()) / 1024

@@ -10,6 +10,7 @@ from typing import Any
 
 from indexes.catalog import CATALOG_FILE, Catalog
 from indexes.vectors import INDEX_FILE, VectorStore, read_manifest
+from search.encoding.engines import ENGINE_KEY, EngineChoice
 from search.encoding.spec import ModelSpec
 from search.photos.draft import META_KEY as DECODE_KEY
 
@@ -32,6 +33,8 @@ class IndexInfo:
     vector_index: dict[str, Any]  # kind, factory, knob and value, recall, training size, ...
     absent: list[str]  # roots not there now (unmounted): their photos are kept, unavailable
     decode: dict[str, Any] | None = None  # the checked JPEG shortcut (None: not checked yet)
+    engine: str | None = None  # what encoded the latest photos, e.g. torch-fp32
+    engine_measured: dict[str, Any] | None = None  # the candidates' figures when it was chosen
 
 
 def index_info(catalog: Catalog, index_dir: str) -> IndexInfo:
@@ -51,7 +54,16 @@ def index_info(catalog: Catalog, index_dir: str) -> IndexInfo:
         vector_index=_vector_index(catalog, index_dir),
         absent=[root for root in catalog.roots() if not os.path.isdir(root)],
         decode=json.loads(catalog.get_meta(DECODE_KEY) or "null"),
+        **_engine(catalog),
     )
+
+
+def _engine(catalog: Catalog) -> dict[str, Any]:
+    stored = catalog.get_meta(ENGINE_KEY)
+    if not stored:
+        return {}
+    choice = EngineChoice.from_json(stored)
+    return {"engine": choice.name, "engine_measured": choice.measured or None}
 
 
 def _vector_index(catalog: Catalog, index_dir: str) -> dict[str, Any]:

@@ -16,6 +16,10 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 # The shared model cache (text towers) of these tests, never the user's ~/.cache; the CLI
 # processes the tests start inherit it.
 os.environ["CLIPSEARCH_CACHE"] = tempfile.mkdtemp(prefix="clipsearch-test-cache-")
+# The pipeline's tests compare stored vectors with open_clip's at cosine 0.9999, so they
+# encode with torch; the measured engine choice (which may pick int8, within 0.999) is
+# tested in test_engines.py, which asks for it.
+os.environ["CLIPSEARCH_ENGINE"] = "torch"
 
 from tiny import build_tiny_model, make_photo  # noqa: E402
 

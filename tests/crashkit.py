@@ -55,9 +55,26 @@ class Kill:
     finished: bool  # it ended before the signal could land
 
 
-def run_and_kill(command: list[str], index: Path, rng: random.Random, full: float) -> Kill:
+def timed_run(command: list[str], index: Path) -> tuple[float, float]:
+    """Run `command` to its end: (seconds in all, seconds from its first commit to its end)."""
+    before = max(generation(index), 0)  # a new catalog starts at 0: not a commit
+    start = time.monotonic()
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    committed = None
+    while proc.poll() is None:
+        if committed is None and generation(index) > before:
+            committed = time.monotonic()
+        time.sleep(0.005)
+    assert proc.returncode == 0, command
+    end = time.monotonic()
+    return end - start, end - (committed or end)
+
+
+def run_and_kill(command: list[str], index: Path, rng: random.Random, full: float,
+                 tail: float | None = None) -> Kill:
     """Start `command` and SIGKILL it: half the time at a uniformly random moment of a
-    full run (`full` seconds), half the time at a random moment after its first commit."""
+    full run (`full` seconds), half the time at a random moment after its first commit
+    (within `tail` seconds of it: how long a run goes on after its first commit)."""
     before = generation(index)
     start = time.monotonic()
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -66,7 +83,7 @@ def run_and_kill(command: list[str], index: Path, rng: random.Random, full: floa
     else:
         while proc.poll() is None and generation(index) == before:
             time.sleep(0.01)
-        _sleep_unless_done(proc, rng.uniform(0, full / 3))
+        _sleep_unless_done(proc, rng.uniform(0, full / 3 if tail is None else tail))
     finished = proc.poll() is not None
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -165,19 +165,20 @@ def test_cache_prune_removes_what_can_never_be_used_and_what_went_unused(
     runner = CliRunner()
 
     listed = runner.invoke(cli.app, ["cache", "list"]).stdout.splitlines()
-    states = sorted(line.split()[6] for line in listed[:-1])
-    assert states == ["incomplete", "ok", "stale"] and listed[-1].startswith("3 text towers")
+    states = sorted(line.split()[6] for line in listed[:-1] if "text tower" in line)
+    assert states == ["incomplete", "ok", "stale"]
+    assert listed[-1].startswith(f"{len(listed) - 1} towers")
 
     result = runner.invoke(cli.app, ["cache", "prune"])
-    assert result.exit_code == 0 and "2 text towers removed" in result.stdout
+    assert result.exit_code == 0 and "2 towers removed" in result.stdout
     assert good.is_dir() and not stale.exists() and not incomplete.exists()
 
     result = runner.invoke(cli.app, ["cache", "prune", "--unused-days", "30"])
-    assert "0 text towers removed" in result.stdout and good.is_dir()  # just used
+    assert "0 towers removed" in result.stdout and good.is_dir()  # just used
     month_ago = time.time() - 31 * 86400
     os.utime(good / META_FILE, (month_ago, month_ago))
     result = runner.invoke(cli.app, ["cache", "prune", "--unused-days", "30"])
-    assert "1 text tower removed" in result.stdout and not good.exists()
+    assert "1 tower removed" in result.stdout and not good.exists()
 
     with Library.open(str(indexed)) as lib:  # nothing an index needs was lost
         assert lib.query(["a sunny beach"], k=1)

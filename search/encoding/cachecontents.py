@@ -1,6 +1,7 @@
 """What the shared model cache holds, and pruning it (`clipsearch cache list|prune`).
 
-Every entry is a folder the cache made for one model and precision. Pruning
+Every entry is a folder the cache made for one model and precision: a text tower,
+or an image tower with its engine choices (its last use: the last choice or export). Pruning
 removes what can never be used again (made by another open_clip version or an
 older clipsearch format, or left incomplete by an export that was killed) and,
 when asked, entries no query has used for some days. Nothing an index needs is
@@ -18,7 +19,8 @@ from dataclasses import dataclass
 
 from indexes.errors import IndexBusy
 from indexes.lock import writer_lock
-from search.encoding.cache import TOWERS
+from search.encoding.cache import IMAGE_TOWERS, TOWERS
+from search.encoding.imagetower import META_FILE as IMAGE_META_FILE
 from search.encoding.spec import ModelSpec
 from search.encoding.texttower import META_FILE, identity
 from search.locations import default_cache_dir
@@ -28,6 +30,7 @@ DAY = 86400.0
 
 @dataclass(frozen=True)
 class CacheEntry:
+    kind: str  # "text tower" or "image tower"
     path: str
     model: str  # as `info` names it; "?" when the entry cannot say
     precision: str
@@ -37,17 +40,18 @@ class CacheEntry:
 
 
 def cache_entries() -> list[CacheEntry]:
-    """Every text tower in the cache, oldest use first."""
-    root = os.path.join(default_cache_dir(), TOWERS)
-    try:
-        names = sorted(os.listdir(root))
-    except OSError:
-        return []
-    entries = [_entry(os.path.join(root, name)) for name in names]
+    """Every text and image tower in the cache, oldest use first."""
+    entries = []
+    for kind, sub, meta_file in (("text tower", TOWERS, META_FILE),
+                                 ("image tower", IMAGE_TOWERS, IMAGE_META_FILE)):
+        root = os.path.join(default_cache_dir(), sub)
+        with contextlib.suppress(OSError):
+            entries += [_entry(kind, os.path.join(root, name), meta_file)
+                        for name in sorted(os.listdir(root))]
     return sorted((e for e in entries if e is not None), key=lambda e: e.last_used)
 
 
-def _entry(folder: str) -> CacheEntry | None:
+def _entry(kind: str, folder: str, meta_file: str) -> CacheEntry | None:
     if not os.path.isdir(folder) or os.path.islink(folder):
         return None
     size, newest = 0, 0.0
@@ -56,23 +60,23 @@ def _entry(folder: str) -> CacheEntry | None:
             st = os.stat(os.path.join(folder, name))
             size += st.st_size
             newest = max(newest, st.st_mtime)
-    meta = _meta(folder)
+    meta = _meta(os.path.join(folder, meta_file))
     if meta is None:
-        return CacheEntry(folder, "?", "?", size, newest, "incomplete")
+        return CacheEntry(kind, folder, "?", "?", size, newest, "incomplete")
     model, precision = meta.get("model", ""), str(meta.get("precision", "?"))
     try:
         spec = ModelSpec.from_json(model)
     except (ValueError, KeyError, TypeError):
-        return CacheEntry(folder, "?", precision, size, newest, "incomplete")
+        return CacheEntry(kind, folder, "?", precision, size, newest, "incomplete")
     current = meta == {**meta, **identity(spec, precision)}
-    last_used = os.path.getmtime(os.path.join(folder, META_FILE))
-    return CacheEntry(folder, str(spec), precision, size, last_used,
+    used = newest if kind == "image tower" else os.path.getmtime(os.path.join(folder, meta_file))
+    return CacheEntry(kind, folder, str(spec), precision, size, used,
                       "ok" if current else "stale")
 
 
-def _meta(folder: str) -> dict | None:
+def _meta(path: str) -> dict | None:
     try:
-        with open(os.path.join(folder, META_FILE), encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             meta = json.load(f)
     except (OSError, ValueError):
         return None

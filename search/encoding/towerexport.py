@@ -116,10 +116,17 @@ def _export(module: Any, example: np.ndarray, context_length: int, path: str) ->
     import torch
 
     dims = {0: torch.export.Dim("batch"), 1: torch.export.Dim("length", max=context_length)}
+    export_onnx(module, torch.from_numpy(example), {"tokens": dims}, path)
+
+
+def export_onnx(module: Any, example: Any, dynamic_shapes: dict, path: str) -> None:
+    """`module` on one input as an ONNX graph at `path`, its weights in `path` + ".data"
+    (torch's own exporter, through torch.export)."""
+    import torch
+
     with torch.no_grad(), warnings.catch_warnings(), \
             contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its steps
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(module, (torch.from_numpy(example),),
-                                    dynamic_shapes={"tokens": dims}, dynamo=True,
-                                    verbose=False)
+        program = torch.onnx.export(module, (example,), dynamic_shapes=dynamic_shapes,
+                                    dynamo=True, verbose=False)
         program.save(path, external_data=True)

@@ -49,7 +49,9 @@ def evaluate(lib: Library, data: EvalSet, options: EvalOptions = EvalOptions(),
         raise InputFileError("--k needs positive values, e.g. --k 1 5 10")
     clock = _Clock()
     data.drop_missing(options.skip_missing)
-    settings = IngestSettings(decode=options.decode)
+    # torch, never a measured engine: int8 could pass its tolerance on a probe and still
+    # move a published number.
+    settings = IngestSettings(decode=options.decode, engine="torch")
     indexed = lib.index_files(data.images, progress("images"), settings)
     ids, images = _image_vectors(lib, data, options.skip_missing)
     clock.lap("images")

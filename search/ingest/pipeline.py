@@ -18,6 +18,7 @@ import numpy as np
 from indexes.catalog import Catalog, FileRow
 from indexes.vectors import VectorStore
 from search.encoding.encoder import Encoder
+from search.encoding.engines import EngineChoice, EngineSelector
 from search.errors import Interrupted
 from search.ingest.plan import Plan, Work
 from search.ingest.prepare import IngestSettings, LazyEncoder, Preparer
@@ -42,6 +43,7 @@ class IndexReport:
     absent: list[str] = field(default_factory=list)  # indexed folders not there: photos kept
     encoded: int = 0
     seconds: float = 0.0
+    engine: EngineChoice | None = None  # what encoded this run's photos (None: nothing)
 
     @property
     def nothing_to_do(self) -> bool:
@@ -60,6 +62,7 @@ class Indexer:
         self._preparer = Preparer(self._encoder, settings, margin)
         self._settings = settings
         self._sync = VectorSync(catalog, store, first_meta)
+        self._engine = EngineSelector(settings.engine)
 
     @property
     def decode_choice(self) -> DecodeChoice | None:
@@ -83,6 +86,7 @@ class Indexer:
             finally:
                 self._sync.save(finished)
         report.seconds = time.monotonic() - start
+        report.engine = self._engine.choice
         return report
 
     def _process(self, work: list[Work], missing: dict[str, FileRow],
@@ -162,7 +166,8 @@ class Indexer:
             return np.zeros((0, 0), np.float32)
         import torch
 
-        return self._encoder.get().encode_images(torch.stack([i.pixels for i in items]))
+        return self._engine.encode_images(self._encoder.get(),
+                                          torch.stack([i.pixels for i in items]))
 
     def _remove(self, rows: list[FileRow], report: IndexReport) -> None:
         if rows:

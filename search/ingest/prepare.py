@@ -7,9 +7,10 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from search.encoding.encoder import Encoder
+from search.encoding.engines import ENGINES
 from search.errors import ImageDecodeError, QueryError
 from search.ingest.plan import Work
 from search.photos import DEFAULT_MAX_MEGAPIXELS, draft, load_rgb
@@ -23,10 +24,14 @@ class IngestSettings:
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS  # decompression-bomb guard
     include_hidden: bool = False  # skip .folders and .files, as file managers do
     decode: str = "auto"  # auto: the JPEG shortcut as far as it is checked safe; exact: never
+    # search.encoding.engines: measured once per model and machine ($CLIPSEARCH_ENGINE sets it)
+    engine: str = field(default_factory=lambda: os.environ.get("CLIPSEARCH_ENGINE") or "auto")
 
     def __post_init__(self) -> None:
         if self.decode not in ("auto", "exact"):
             raise QueryError(f"decode must be auto or exact, not {self.decode!r}")
+        if self.engine not in ENGINES:
+            raise QueryError(f"engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
 
 
 class LazyEncoder:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from indexes.catalog import Catalog
 from indexes.lock import writer_lock
 from indexes.vectors import VectorSettings, VectorStore
+from search.encoding.engines import ENGINE_KEY
 from search.encoding.session import ModelSession
 from search.encoding.texttower import forget_tower
 from search.errors import FolderNotFound
@@ -73,6 +74,8 @@ class IngestRunner:
             self._catalog.set_meta("decoders", decoder_signature())
             if indexer.decode_choice is not None:
                 self._catalog.set_meta(draft.META_KEY, indexer.decode_choice.to_json())
+            if report.engine is not None:
+                self._catalog.set_meta(ENGINE_KEY, report.engine.to_json())
         self._session.save_tower()
         forget_tower(self._index_dir)  # an older clipsearch's copy, now in the model cache
         return report

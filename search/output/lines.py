@@ -60,6 +60,10 @@ def index_lines(report: IndexReport) -> Iterator[str]:
         yield f"skipped {path}: {reason}"
     if len(problems) > SKIPPED_SHOWN:
         yield f"... and {len(problems) - SKIPPED_SHOWN} more; see `clipsearch info --errors`"
+    if report.engine is not None and report.engine.seconds:
+        yield (f"engine {report.engine.name}, chosen by measurement in "
+               f"{report.engine.seconds:.0f}s (once per model and machine; "
+               "`clipsearch info` shows the figures)")
     yield summary(report)
 
 
@@ -96,6 +100,8 @@ def info_lines(info: IndexInfo, errors: bool, mode: str) -> Iterator[str]:
         yield ("decode    exact (no reduced JPEG decode kept cosine 0.9999)" if not margin else
                f"decode    JPEGs reduced to >= {margin}x the model's input (min cosine "
                f"{cosine} of a full decode on {info.decode['probes']} photos)")
+    if info.engine:
+        yield f"engine    {info.engine}{_measured(info.engine_measured)}"
     for i, (reason, count) in enumerate(sorted(info.skipped_reasons.items(),
                                                key=lambda rc: -rc[1])):
         yield f"{'skipped' if i == 0 else '':<9} {count:>5}  {reason}"
@@ -104,6 +110,16 @@ def info_lines(info: IndexInfo, errors: bool, mode: str) -> Iterator[str]:
             yield f"{path}\t{reason}"
     elif info.skipped:
         yield "          (list them with `clipsearch info --errors`)"
+
+
+def _measured(figures: dict[str, Any] | None) -> str:
+    """The candidates an engine was chosen from: speed, and the refused ones' cosine."""
+    if not figures:
+        return ""
+    parts = [f"{name} {f['images_per_s']:.1f}/s" + ("" if f["accepted"] else
+                                                      f" refused (cosine {f['min_cosine']})")
+             for name, f in figures.items()]
+    return f" (measured on this machine: {', '.join(parts)})"
 
 
 def _faiss_line(faiss_info: dict[str, Any]) -> str:
@@ -159,9 +175,10 @@ def cache_lines(entries: Iterable[CacheEntry], folder: str, removed: bool = Fals
     for e in entries:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_used))
         verb = f"removed ({e.state if e.state != 'ok' else 'unused'})" if removed else e.state
-        yield f"{_bytes(e.bytes):>9}  last used {used}  {verb:<10}  {e.model} ({e.precision})"
+        yield (f"{_bytes(e.bytes):>9}  last used {used}  {verb:<10}  {e.kind:<11}  "
+               f"{e.model} ({e.precision})")
         total, count = total + e.bytes, count + 1
-    towers = f"{count} text tower{'s' * (count != 1)}"
+    towers = f"{count} tower{'s' * (count != 1)}"
     yield (f"{towers} removed, {_bytes(total)} freed in {folder}" if removed
            else f"{towers}, {_bytes(total)} in {folder}")
 
