@@ -262,8 +262,8 @@ def info(
 def cache_list() -> None:
     """The exported text towers in the model cache: size, last use, state."""
     from search.encoding.cachecontents import cache_entries
-
-    _print_lines(output.cache_lines(cache_entries(), default_cache_dir()))
+    with _reported():
+        _print_lines(output.cache_lines(cache_entries(), default_cache_dir()))
 
 
 @cache_app.command("prune")
@@ -290,9 +290,9 @@ def main() -> None:
         raise SystemExit(code)  # a thread still working is waited for, as usual
     # Nothing left to run: skip the interpreter's teardown (~0.25 s of a cold query's ~1.3 s).
     logging.shutdown()
-    with contextlib.suppress(OSError):  # a closed pipe (`| head`) loses nothing more
-        sys.stdout.flush()
-        sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError):  # a closed pipe (`| head`) loses nothing more
+            stream.flush()
     os._exit(code)
 
 

@@ -50,10 +50,11 @@ def test_the_fastest_candidate_outside_its_tolerance_is_refused(
     own_cache: Path, tiny_encoder, photos: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     exact = tiny_encoder.encode_images
+    # Delays far beyond the tiny model's own time, so a busy machine keeps the order.
     candidates = {"onnxruntime-int8": Runner(exact, bend=0.2),  # fastest, cosine ~0.98
-                  "onnxruntime-fp32": Runner(exact, bend=0.001, delay=0.05)}  # within 0.9999
+                  "onnxruntime-fp32": Runner(exact, bend=0.001, delay=0.3)}  # within 0.9999
     monkeypatch.setattr(engines, "_onnx_candidates", lambda encoder, folder: candidates)
-    monkeypatch.setattr(tiny_encoder, "encode_images", Runner(exact, delay=0.2).encode_images)
+    monkeypatch.setattr(tiny_encoder, "encode_images", Runner(exact, delay=1.0).encode_images)
     pixels = pixels_of(tiny_encoder, photos)
     selector = EngineSelector("auto")
     rows = selector.encode_images(tiny_encoder, pixels)
@@ -61,8 +62,8 @@ def test_the_fastest_candidate_outside_its_tolerance_is_refused(
     assert figures["onnxruntime-int8"]["min_cosine"] < 0.999
     assert not figures["onnxruntime-int8"]["accepted"]
     assert figures["onnxruntime-int8"]["images_per_s"] > figures["onnxruntime-fp32"][
-        "images_per_s"] > figures["torch-fp32"]["images_per_s"]  # torch was slowed down
-    assert selector.choice.name == "onnxruntime-fp32"
+        "images_per_s"]  # the refused one was the fastest
+    assert selector.choice.name == "onnxruntime-fp32"  # torch was slowed down further
     reference = exact(pixels)  # torch
     assert np.min(np.sum(rows * reference, axis=1)) >= 0.9999
 
@@ -77,7 +78,8 @@ def test_auto_exports_measures_once_per_machine_and_records_the_engine(
 ) -> None:
     measured = []
     real = engines.measure
-    monkeypatch.setattr(engines, "measure", lambda *a: measured.append(1) or real(*a))
+    monkeypatch.setattr(engines, "measure", lambda c, *a: measured.append(len(c)) or real(c, *a))
+    monkeypatch.setattr(engines, "PROBE_IMAGES", 12)  # all the photos: a choice is kept
     runner = CliRunner()
     said = []
     for name in ("one", "two"):
@@ -85,11 +87,13 @@ def test_auto_exports_measures_once_per_machine_and_records_the_engine(
                                          "--model", tiny_spec.model])
         assert result.exit_code == 0, result.output
         said.append("chosen by measurement" in result.stderr)
-    assert len(measured) == 1 and said == [True, False]  # the second reused the choice
+    assert measured[0] == 3 and said == [True, False]  # measured once, then reused
     info = json.loads(runner.invoke(cli.app, ["info", "--json", "--index",
                                               str(tmp_path / "two")]).stdout)
     engine = info["engine"]
     figures = info["engine_measured"]
+    # Reusing an onnxruntime choice spot-checks it (that engine alone); torch needs none.
+    assert measured[1:] == ([1] if engine.startswith("onnxruntime") else [])
     assert set(figures) == {"torch-fp32", "onnxruntime-fp32", "onnxruntime-int8"}
     assert figures[engine]["accepted"]
     assert engine == max((n for n in figures if figures[n]["accepted"]),
@@ -97,7 +101,7 @@ def test_auto_exports_measures_once_per_machine_and_records_the_engine(
     # Whatever won, the stored vectors are within its tolerance of open_clip's own: all 12
     # photos were in the probe batch the tolerance was checked on (beyond it, int8 may stray:
     # one photo fell to 0.9983 when the probe held 8 of the 12).
-    assert len(list(photos.rglob("*.*"))) <= engines.PROBE_IMAGES
+    assert len(list(photos.rglob("*.*"))) <= 12
     paths = sorted(p for p in photos.rglob("*") if p.is_file())
     expected = reference.images(paths)
     with Library.open(str(tmp_path / "two")) as lib:

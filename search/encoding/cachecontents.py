@@ -23,6 +23,7 @@ from search.encoding.cache import IMAGE_TOWERS, TOWERS
 from search.encoding.imagetower import META_FILE as IMAGE_META_FILE
 from search.encoding.spec import ModelSpec
 from search.encoding.texttower import META_FILE, identity
+from search.errors import PathError
 from search.locations import default_cache_dir
 
 DAY = 86400.0
@@ -55,11 +56,12 @@ def _entry(kind: str, folder: str, meta_file: str) -> CacheEntry | None:
     if not os.path.isdir(folder) or os.path.islink(folder):
         return None
     size, newest = 0, 0.0
-    for name in os.listdir(folder):
-        with contextlib.suppress(OSError):
-            st = os.stat(os.path.join(folder, name))
-            size += st.st_size
-            newest = max(newest, st.st_mtime)
+    for parent, _, names in os.walk(folder):  # staging folders of killed exports count too
+        for name in names:
+            with contextlib.suppress(OSError):
+                st = os.stat(os.path.join(parent, name))
+                size += st.st_size
+                newest = max(newest, st.st_mtime)
     meta = _meta(os.path.join(folder, meta_file))
     if meta is None:
         return CacheEntry(kind, folder, "?", "?", size, newest, "incomplete")
@@ -69,7 +71,10 @@ def _entry(kind: str, folder: str, meta_file: str) -> CacheEntry | None:
     except (ValueError, KeyError, TypeError):
         return CacheEntry(kind, folder, "?", precision, size, newest, "incomplete")
     current = meta == {**meta, **identity(spec, precision)}
-    used = newest if kind == "image tower" else os.path.getmtime(os.path.join(folder, meta_file))
+    used = newest
+    if kind == "text tower":
+        with contextlib.suppress(OSError):  # removed meanwhile: the files' newest time
+            used = os.path.getmtime(os.path.join(folder, meta_file))
     return CacheEntry(kind, folder, str(spec), precision, size, used,
                       "ok" if current else "stale")
 
@@ -89,11 +94,20 @@ def prune_cache(unused_days: float | None = None, now: float | None = None
     returns what was removed. An entry being exported right now (locked) is left alone."""
     cutoff = None if unused_days is None else (now or time.time()) - unused_days * DAY
     removed = []
-    for entry in cache_entries():
-        unused = cutoff is not None and entry.last_used < cutoff
-        if entry.state == "ok" and not unused:
-            continue
+    meta_files = {"text tower": META_FILE, "image tower": IMAGE_META_FILE}
+
+    def doomed(entry: CacheEntry | None) -> bool:
+        unused = cutoff is not None and entry is not None and entry.last_used < cutoff
+        return entry is not None and (entry.state != "ok" or unused)
+
+    for entry in filter(doomed, cache_entries()):
         with contextlib.suppress(IndexBusy), writer_lock(entry.path):
-            shutil.rmtree(entry.path)
-            removed.append(entry)
+            now_entry = _entry(entry.kind, entry.path, meta_files[entry.kind])
+            if doomed(now_entry):  # an export may have completed it meanwhile
+                try:
+                    shutil.rmtree(entry.path)
+                except OSError as exc:
+                    raise PathError(entry.path, f"cannot remove it ({exc.strerror}); check "
+                                    "its permissions") from None
+                removed.append(now_entry)
     return removed

@@ -94,24 +94,28 @@ class EngineSelector:
         folder = tower_dir(encoder.spec, encoder.precision, IMAGE_TOWERS)
         machine = machine_key()
         if self.requested == "auto":
-            reused = _reuse(folder, machine, encoder)
+            reused = _reuse(folder, machine, encoder, pixels)
             if reused is not None:
                 return reused
         start = time.monotonic()
-        candidates = {f"torch-{encoder.precision}": encoder, **_onnx_candidates(encoder, folder)}
+        own = f"torch-{encoder.precision}"  # the index's own precision: auto never refuses it
+        onnx = _onnx_candidates(encoder, folder)
+        candidates = {own: encoder, **onnx}
         measured = measure(candidates, pixels[:PROBE_IMAGES], _reference(encoder, pixels))
-        allowed = [name for name, figures in measured.items() if figures["accepted"]
+        allowed = [name for name, figures in measured.items()
+                   if (figures["accepted"] or name == own)
                    and (self.requested == "auto" or name.startswith(self.requested))]
         if not allowed:
-            worst = ", ".join(f"{n}: min cosine {f['min_cosine']:.5f}"
-                              for n, f in measured.items() if n.startswith(self.requested))
+            figures = ", ".join(f"{n}: min cosine {f['min_cosine']}"
+                                for n, f in measured.items() if n.startswith(self.requested))
+            why = figures or "it could not be exported"
             raise EngineRefused(f"--engine {self.requested} gives vectors outside the "
-                                f"tolerance for this model ({worst or 'could not export'}); "
-                                "use --engine auto or torch")
+                                f"tolerance for this model ({why}); use --engine auto or torch")
         best = max(allowed, key=lambda n: measured[n]["images_per_s"])
         engine, variant = best.split("-")
         choice = EngineChoice(engine, variant, measured, time.monotonic() - start)
-        if self.requested == "auto":
+        # Kept for later runs only when every candidate was measured on a full probe.
+        if self.requested == "auto" and len(onnx) == 2 and len(pixels) >= PROBE_IMAGES:
             _remember(folder, machine, choice)
         return candidates[best], choice
 
@@ -119,13 +123,19 @@ class EngineSelector:
 def measure(candidates: dict[str, Any], probe: Any, reference: np.ndarray
             ) -> dict[str, dict[str, Any]]:
     """Images/s and min cosine to `reference` of each candidate on `probe`; accepted when
-    within the tolerance of what it computes in (the name's suffix)."""
+    within the tolerance of what it computes in (the name's suffix). A candidate that fails
+    to run is refused, never a failed run."""
     figures = {}
     for name, runner in candidates.items():
-        runner.encode_images(probe[:1])  # warm-up: first-call allocations are not speed
-        start = time.perf_counter()
-        rows = runner.encode_images(probe)
-        seconds = max(time.perf_counter() - start, 1e-9)
+        try:
+            runner.encode_images(probe[:1])  # warm-up: first-call allocations are not speed
+            start = time.perf_counter()
+            rows = runner.encode_images(probe)
+            seconds = max(time.perf_counter() - start, 1e-9)
+        except Exception as exc:  # noqa: BLE001 - an onnxruntime failure refuses the candidate
+            log.warning("engine %s failed on the probe photos (%s)", name, exc)
+            figures[name] = {"images_per_s": 0.0, "min_cosine": None, "accepted": False}
+            continue
         cosine = float(np.min(np.sum(rows * reference[:len(rows)], axis=1)))
         figures[name] = {"images_per_s": round(len(rows) / seconds, 2),
                          "min_cosine": round(cosine, 6),
@@ -147,24 +157,35 @@ def _reference(encoder: ClipEncoder, pixels: Any) -> np.ndarray:
 
 
 def _onnx_candidates(encoder: ClipEncoder, folder: str) -> dict[str, Any]:
-    """The onnxruntime graphs, exported first when missing; none when that fails."""
+    """The onnxruntime graphs that load, exported first when missing; none when that fails."""
     from search.encoding.imagetower import OnnxImageTower, export_image_tower, has_image_tower
 
     try:
         os.makedirs(folder, exist_ok=True)
         if not has_image_tower(folder, encoder):
             with writer_lock(folder):
-                export_image_tower(encoder, folder)
-        return {f"onnxruntime-{v}": OnnxImageTower(folder, v) for v in ("fp32", "int8")}
+                if not has_image_tower(folder, encoder):  # another process may have, meanwhile
+                    export_image_tower(encoder, folder)
     except IndexBusy:
         log.warning("another clipsearch is exporting the image tower; this run uses torch")
+        return {}
     except Exception as exc:  # noqa: BLE001 - any exporter failure leaves torch, never a failed run
         log.warning("cannot export the image tower for onnxruntime (%s); using torch", exc)
-    return {}
+        return {}
+    candidates = {}
+    for variant in ("fp32", "int8"):
+        try:
+            candidates[f"onnxruntime-{variant}"] = OnnxImageTower(folder, variant)
+        except Exception as exc:  # noqa: BLE001 - one graph that does not load is left out
+            log.warning("cannot load the %s image tower (%s)", variant, exc)
+    return candidates
 
 
-def _reuse(folder: str, machine: str, encoder: ClipEncoder) -> tuple[Any, EngineChoice] | None:
-    """This machine's earlier choice for the model, with its runner; None to choose anew."""
+def _reuse(folder: str, machine: str, encoder: ClipEncoder, pixels: Any
+           ) -> tuple[Any, EngineChoice] | None:
+    """This machine's earlier choice for the model, with its runner, after a spot check of
+    two photos against torch (the weights behind a model name can change in place); None to
+    choose anew."""
     try:
         with open(os.path.join(folder, CHOICES_FILE), encoding="utf-8") as f:
             choice = EngineChoice.from_json(json.load(f)[machine])
@@ -179,7 +200,12 @@ def _reuse(folder: str, machine: str, encoder: ClipEncoder) -> tuple[Any, Engine
 
     if not has_image_tower(folder, encoder):
         return None
-    return OnnxImageTower(folder, choice.variant), reused
+    try:
+        runner = OnnxImageTower(folder, choice.variant)
+        spot = measure({choice.name: runner}, pixels[:2], _reference(encoder, pixels[:2]))
+    except Exception:  # noqa: BLE001 - choose anew
+        return None
+    return (runner, reused) if spot[choice.name]["accepted"] else None
 
 
 def _remember(folder: str, machine: str, choice: EngineChoice) -> None:
@@ -202,6 +228,8 @@ def machine_key() -> str:
         lines = f.read().splitlines()
         cpu = " ".join(sorted({line for line in lines if line.startswith(("model name",
                                                                         "flags"))}))
-    versions = [importlib.metadata.version(p) for p in ("torch", "onnxruntime")]
+    import onnxruntime  # its package may be onnxruntime-gpu, -openvino...: ask the module
+
+    versions = [importlib.metadata.version("torch"), onnxruntime.__version__]
     text = f"{cpu} {os.cpu_count()} {versions}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -22,7 +22,7 @@ import numpy as np
 
 from indexes.atomic import TEMP_PREFIX, atomic_write
 from search.encoding.encoder import ClipEncoder
-from search.encoding.texttower import file_crc, identity, unit
+from search.encoding.texttower import file_crc, identity, remove_staging, unit
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,11 @@ def has_image_tower(folder: str, encoder: ClipEncoder) -> bool:
     except (OSError, ValueError):
         return False
     wanted = identity(encoder.spec, encoder.precision)
-    return isinstance(meta, dict) and meta == {**meta, **wanted} and all(
-        file_crc(os.path.join(folder, name)) == crc for name, crc in meta["crc32"].items())
+    try:
+        return isinstance(meta, dict) and meta == {**meta, **wanted} and all(
+            file_crc(os.path.join(folder, name)) == crc for name, crc in meta["crc32"].items())
+    except (OSError, KeyError, TypeError, AttributeError):
+        return False
 
 
 def export_image_tower(encoder: ClipEncoder, folder: str) -> None:
@@ -57,6 +60,7 @@ def export_image_tower(encoder: ClipEncoder, folder: str) -> None:
     if encoder.precision != "fp32" or encoder.device != "cpu":
         visual = copy.deepcopy(visual).float().cpu()
     example = torch.zeros(2, 3, encoder.image_size, encoder.image_size)
+    remove_staging(folder)  # what a killed export left
     staging = tempfile.mkdtemp(dir=folder, prefix=TEMP_PREFIX)
     try:
         fp32 = os.path.join(staging, GRAPHS["fp32"])

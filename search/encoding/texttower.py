@@ -20,6 +20,7 @@ import json
 import logging
 import mmap
 import os
+import shutil
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from indexes.atomic import TEMP_PREFIX
 from indexes.errors import IndexBusy
 from indexes.lock import writer_lock
 from search.encoding.cache import tower_dir
@@ -42,6 +44,7 @@ OLD_FILES = ("text_tower.pt",)  # the TorchScript tower of earlier versions
 FORMAT = 2
 PROBES = ["a dog", "kids building a sandcastle at dusk", "", "a diagram of a pipeline " * 8]
 TOLERANCE = {"fp32": 0.9999, "bf16": 0.999, "fp16": 0.999}  # min cosine vs the full model
+PROBE_MIN_COSINE = 0.99999  # the tower's first use vs its own vector at export
 
 
 class TowerMismatch(RuntimeError):
@@ -130,11 +133,13 @@ def load_tower(folder: str, spec: ModelSpec, precision: str) -> TextTower | None
             session = pool.submit(load_session, folder)
             tokenizer = pool.submit(ClipTokenizer, int(meta["context_length"]))
             if damaged.result():
-                log.warning("%s is damaged (checksum); the full model will be used",
-                            damaged.result())
+                log.warning("%s is damaged (checksum); the full model will be used (and "
+                            "export it again)", damaged.result())
+                with contextlib.suppress(IndexBusy), writer_lock(folder):
+                    forget_tower(folder)
                 return None
             probe = np.asarray(meta["probe"], dtype=np.float32)
-            tower = TextTower(session.result(), tokenizer.result(), probe, TOLERANCE[precision])
+            tower = TextTower(session.result(), tokenizer.result(), probe, PROBE_MIN_COSINE)
     except (OSError, RuntimeError, KeyError, ValueError, TypeError, ImportError) as exc:
         log.warning("cannot load the text tower in %s (%s); the full model will be used",
                     folder, exc)
@@ -163,6 +168,13 @@ def load_session(folder: str) -> Any:
                                         providers=["CPUExecutionProvider"])
 
 
+def remove_staging(folder: str) -> None:
+    """Staging folders of exports that were killed (the caller holds the folder's lock)."""
+    for name in os.listdir(folder):
+        if name.startswith(TEMP_PREFIX):
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+
+
 def forget_tower(folder: str) -> None:
     """Remove a tower that gave wrong vectors, so the next model load saves a good one (the
     meta first: without it the other files are never read)."""
@@ -189,8 +201,8 @@ class CachedTower:
             return None
         try:
             return self._tower.encode_texts([text])[0]
-        except TowerMismatch as exc:
-            log.warning("%s; using the full model", exc)
+        except Exception as exc:  # noqa: BLE001 - a mismatch or an onnxruntime failure
+            log.warning("the text tower failed (%s); using the full model", exc)
             self._tower = None
             with contextlib.suppress(IndexBusy), writer_lock(folder):
                 forget_tower(folder)
@@ -209,7 +221,8 @@ class CachedTower:
         try:
             os.makedirs(folder, exist_ok=True)
             with contextlib.suppress(IndexBusy), writer_lock(folder):
-                export_tower(encoder, folder)
+                if not has_tower(folder, encoder.spec, encoder.precision):  # not meanwhile
+                    export_tower(encoder, folder)
         except Exception as exc:  # noqa: BLE001 - a speed-up only: never fail a command
             # (an exporter failure can be any of torch.export's and onnx's own errors)
             log.warning("could not save the text tower in %s: %s", folder, exc)

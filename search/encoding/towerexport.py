@@ -39,6 +39,7 @@ from search.encoding.texttower import (
     forget_tower,
     identity,
     load_session,
+    remove_staging,
 )
 from search.encoding.tokenizer import ClipTokenizer, matches_open_clip
 
@@ -60,12 +61,12 @@ def export_tower(encoder: ClipEncoder, folder: str) -> bool:
                for t in TOKEN_CHECKS):
         log.warning("the torch-free tokenizer differs from open_clip's; not saving a tower")
         return False
+    remove_staging(folder)  # what a killed export left
     staging = tempfile.mkdtemp(dir=folder, prefix=TEMP_PREFIX)
     try:
         _export(_text_only(encoder), ours(PROBES[:2]), ours.context_length,
                 os.path.join(staging, GRAPH_FILE))
-        tower = TextTower(load_session(staging), ours, probe=None)
-        got = tower.encode_texts(PROBES)
+        got = TextTower(load_session(staging), ours, probe=None).encode_texts(PROBES)
         expected = encoder.encode_texts(PROBES)
         cosine = float(np.min(np.sum(got * expected, axis=1)))
         if cosine < TOLERANCE[encoder.precision]:
@@ -77,8 +78,9 @@ def export_tower(encoder: ClipEncoder, folder: str) -> bool:
         forget_tower(folder)  # the meta goes first: until the new one is written, no tower
         for name in (WEIGHTS_FILE, GRAPH_FILE):
             os.replace(os.path.join(staging, name), os.path.join(folder, name))
+        # The probe is the tower's own vector: its first use must give it again (to 1e-5).
         meta = {**identity(encoder.spec, encoder.precision), "crc32": crcs,
-                "probe": expected[0].tolist(), "context_length": ours.context_length}
+                "probe": got[0].tolist(), "context_length": ours.context_length}
         atomic_write(os.path.join(folder, META_FILE), json.dumps(meta, indent=1).encode())
         return True
     finally:
