@@ -83,18 +83,19 @@ class Library:
 
     # -- indexing -------------------------------------------------------------
     def index(self, folders: Sequence[str] = (), progress: ProgressFn | None = None,
-              settings: IngestSettings = IngestSettings(),
+              settings: IngestSettings | None = None,
               vectors: VectorSettings | None = None) -> IndexReport:
         """Add or refresh folders; with none, refresh every folder indexed before.
 
         `vectors` changes (and records) the FAISS index kind, memory and recall target.
+        Without `settings`, the defaults (and $CLIPSEARCH_ENGINE) as they are now.
         """
-        return self._ingest.folders(folders, progress, settings, vectors)
+        return self._ingest.folders(folders, progress, settings or IngestSettings(), vectors)
 
     def index_files(self, paths: Sequence[str], progress: ProgressFn | None = None,
-                    settings: IngestSettings = IngestSettings()) -> IndexReport:
+                    settings: IngestSettings | None = None) -> IndexReport:
         """Index exactly these files (a benchmark's images); nothing else is pruned."""
-        return self._ingest.files(paths, progress, settings)
+        return self._ingest.files(paths, progress, settings or IngestSettings())
 
     def warm(self) -> None:
         """Load the model now (a server does, so no query waits for it)."""

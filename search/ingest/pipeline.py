@@ -54,10 +54,11 @@ class Indexer:
     """Brings a catalog and its vector index up to date with folders on disk."""
 
     def __init__(self, catalog: Catalog, store: VectorStore, load_encoder: Callable[[], Encoder],
-                 settings: IngestSettings = IngestSettings(),
+                 settings: IngestSettings | None = None,
                  first_meta: Callable[[], dict[str, str]] = dict,
                  margin: int | None = 0) -> None:
         self._catalog = catalog
+        settings = settings or IngestSettings()
         self._encoder = LazyEncoder(load_encoder)
         self._preparer = Preparer(self._encoder, settings, margin)
         self._settings = settings

@@ -119,7 +119,7 @@ def _measured(figures: dict[str, Any] | None) -> str:
     parts = [f"{name} {f['images_per_s']:.1f}/s" + ("" if f["accepted"] else
                                                       f" refused (cosine {f['min_cosine']})")
              for name, f in figures.items()]
-    return f" (measured on this machine: {', '.join(parts)})"
+    return f" (measured when chosen: {', '.join(parts)})"
 
 
 def _faiss_line(faiss_info: dict[str, Any]) -> str:
