@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
-import importlib.metadata
 import json
 import logging
 import os
-import platform
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -223,13 +220,17 @@ def _remember(folder: str, machine: str, choice: EngineChoice) -> None:
 def machine_key() -> str:
     """What a measured choice depends on: the CPU (model and instruction sets), the core
     count, and the torch and onnxruntime versions."""
+    import hashlib  # here, not at the top: `info` and a cold query import this module
+    import importlib.metadata
+    import platform
+
+    import onnxruntime  # its package may be onnxruntime-gpu, -openvino...: ask the module
+
     cpu = platform.processor()
     with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
         lines = f.read().splitlines()
         cpu = " ".join(sorted({line for line in lines if line.startswith(("model name",
                                                                         "flags"))}))
-    import onnxruntime  # its package may be onnxruntime-gpu, -openvino...: ask the module
-
     versions = [importlib.metadata.version("torch"), onnxruntime.__version__]
     text = f"{cpu} {os.cpu_count()} {versions}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
