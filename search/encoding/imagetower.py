@@ -9,20 +9,14 @@ written to a staging folder and moved in, the meta (with checksums) last.
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import json
 import logging
 import os
-import shutil
-import tempfile
 from typing import Any
 
 import numpy as np
 
-from indexes.atomic import TEMP_PREFIX, atomic_write
 from search.encoding.encoder import ClipEncoder
-from search.encoding.texttower import file_crc, identity, remove_staging, unit
+from search.encoding.texttower import damaged_file, identity, matching_meta, onnx_session, unit
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +29,10 @@ def _graph_files() -> list[str]:
 
 
 def has_image_tower(folder: str, encoder: ClipEncoder) -> bool:
+    """Whether `folder` holds this model's exported image tower, its files intact."""
+    meta = matching_meta(folder, encoder.spec, encoder.precision, META_FILE)
     try:
-        with open(os.path.join(folder, META_FILE), encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, ValueError):
-        return False
-    wanted = identity(encoder.spec, encoder.precision)
-    try:
-        return isinstance(meta, dict) and meta == {**meta, **wanted} and all(
-            file_crc(os.path.join(folder, name)) == crc for name, crc in meta["crc32"].items())
+        return meta is not None and damaged_file(folder, meta["crc32"]) is None
     except (OSError, KeyError, TypeError, AttributeError):
         return False
 
@@ -54,15 +43,11 @@ def export_image_tower(encoder: ClipEncoder, folder: str) -> None:
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from search.encoding.towerexport import export_onnx
+    from search.encoding.towerexport import export_onnx, float32_cpu, install, staging_folder
 
-    visual = encoder.model.visual
-    if encoder.precision != "fp32" or encoder.device != "cpu":
-        visual = copy.deepcopy(visual).float().cpu()
+    visual = float32_cpu(encoder.model.visual, encoder)
     example = torch.zeros(2, 3, encoder.image_size, encoder.image_size)
-    remove_staging(folder)  # what a killed export left
-    staging = tempfile.mkdtemp(dir=folder, prefix=TEMP_PREFIX)
-    try:
+    with staging_folder(folder) as staging:
         fp32 = os.path.join(staging, GRAPHS["fp32"])
         export_onnx(_visual_module(visual), example, {"pixels": {0: torch.export.Dim("batch")}},
                     fp32)
@@ -72,15 +57,8 @@ def export_image_tower(encoder: ClipEncoder, folder: str) -> None:
                              weight_type=QuantType.QInt8)
         finally:
             logging.getLogger("root").disabled = False
-        crcs = {name: file_crc(os.path.join(staging, name)) for name in _graph_files()}
-        with contextlib.suppress(OSError):
-            os.unlink(os.path.join(folder, META_FILE))  # first: no meta, no tower
-        for name in _graph_files():
-            os.replace(os.path.join(staging, name), os.path.join(folder, name))
-        meta = {**identity(encoder.spec, encoder.precision), "crc32": crcs}
-        atomic_write(os.path.join(folder, META_FILE), json.dumps(meta, indent=1).encode())
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        install(staging, folder, _graph_files(), META_FILE,
+                identity(encoder.spec, encoder.precision))
 
 
 def _visual_module(visual: Any) -> Any:
@@ -101,16 +79,9 @@ def _visual_module(visual: Any) -> Any:
 class OnnxImageTower:
     """Pixels (N, 3, H, W float32) -> unit vectors with one of the exported graphs."""
 
-    def __init__(self, folder: str, variant: str, threads: int | None = None) -> None:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
+    def __init__(self, folder: str, variant: str) -> None:
         self.variant = variant
-        self._session = onnxruntime.InferenceSession(
-            os.path.join(folder, GRAPHS[variant]), options, providers=["CPUExecutionProvider"])
+        self._session = onnx_session(os.path.join(folder, GRAPHS[variant]))
 
     def encode_images(self, pixels: Any) -> np.ndarray:
         array = pixels.numpy() if hasattr(pixels, "numpy") else np.asarray(pixels)

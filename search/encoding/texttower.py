@@ -91,12 +91,15 @@ def identity(spec: ModelSpec, precision: str) -> dict[str, Any]:
 
 
 def has_tower(folder: str, spec: ModelSpec, precision: str) -> bool:
-    return _matching_meta(folder, spec, precision) is not None
+    return matching_meta(folder, spec, precision) is not None
 
 
-def _matching_meta(folder: str, spec: ModelSpec, precision: str) -> dict[str, Any] | None:
+def matching_meta(folder: str, spec: ModelSpec, precision: str, meta_file: str = META_FILE
+                  ) -> dict[str, Any] | None:
+    """The meta of what was exported into `folder` if it came from this model and precision
+    with this software (the text tower's by default); None otherwise."""
     try:
-        with open(os.path.join(folder, META_FILE), encoding="utf-8") as f:
+        with open(os.path.join(folder, meta_file), encoding="utf-8") as f:
             meta = json.load(f)
     except (OSError, ValueError):
         return None
@@ -122,14 +125,14 @@ def load_tower(folder: str, spec: ModelSpec, precision: str) -> TextTower | None
     """The saved tower if it belongs to this model and precision and its files are intact;
     None otherwise. The checksums, the onnxruntime session and the tokenizer are made in
     parallel threads (each mostly outside the GIL): ~0.45 s instead of ~0.85 s."""
-    meta = _matching_meta(folder, spec, precision)
+    meta = matching_meta(folder, spec, precision)
     if meta is None:
         return None
     from search.encoding.tokenizer import ClipTokenizer
 
     try:
         with ThreadPoolExecutor(3) as pool:
-            damaged = pool.submit(_damaged, folder, meta["crc32"])
+            damaged = pool.submit(damaged_file, folder, meta["crc32"])
             session = pool.submit(load_session, folder)
             tokenizer = pool.submit(ClipTokenizer, int(meta["context_length"]))
             if damaged.result():
@@ -149,7 +152,7 @@ def load_tower(folder: str, spec: ModelSpec, precision: str) -> TextTower | None
     return tower
 
 
-def _damaged(folder: str, crcs: dict[str, int]) -> str | None:
+def damaged_file(folder: str, crcs: dict[str, int]) -> str | None:
     """The first file whose checksum is not the recorded one."""
     for name, crc in crcs.items():
         if file_crc(os.path.join(folder, name)) != crc:
@@ -160,12 +163,16 @@ def _damaged(folder: str, crcs: dict[str, int]) -> str | None:
 def load_session(folder: str) -> Any:
     """An onnxruntime session of the tower in `folder` (its weights file is memory-mapped:
     0.26 s and ~210 MB for ViT-B-32, against 1.0 s and ~400 MB with the weights inline)."""
+    return onnx_session(os.path.join(folder, GRAPH_FILE))
+
+
+def onnx_session(path: str) -> Any:
+    """An onnxruntime CPU session of the graph at `path`, logging errors only."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only
-    return onnxruntime.InferenceSession(os.path.join(folder, GRAPH_FILE), options,
-                                        providers=["CPUExecutionProvider"])
+    return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
 def remove_staging(folder: str) -> None:

@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -61,9 +62,7 @@ def export_tower(encoder: ClipEncoder, folder: str) -> bool:
                for t in TOKEN_CHECKS):
         log.warning("the torch-free tokenizer differs from open_clip's; not saving a tower")
         return False
-    remove_staging(folder)  # what a killed export left
-    staging = tempfile.mkdtemp(dir=folder, prefix=TEMP_PREFIX)
-    try:
+    with staging_folder(folder) as staging:
         _export(_text_only(encoder), ours(PROBES[:2]), ours.context_length,
                 os.path.join(staging, GRAPH_FILE))
         got = TextTower(load_session(staging), ours, probe=None).encode_texts(PROBES)
@@ -73,18 +72,45 @@ def export_tower(encoder: ClipEncoder, folder: str) -> bool:
             log.warning("the exported text tower differs from the model (cosine %.6f); "
                         "not saving it", cosine)
             return False
-        crcs = {name: file_crc(os.path.join(staging, name)) for name in (GRAPH_FILE,
-                                                                          WEIGHTS_FILE)}
-        forget_tower(folder)  # the meta goes first: until the new one is written, no tower
-        for name in (WEIGHTS_FILE, GRAPH_FILE):
-            os.replace(os.path.join(staging, name), os.path.join(folder, name))
+        forget_tower(folder)  # an older format's files go too
         # The probe is the tower's own vector: its first use must give it again (to 1e-5).
-        meta = {**identity(encoder.spec, encoder.precision), "crc32": crcs,
-                "probe": got[0].tolist(), "context_length": ours.context_length}
-        atomic_write(os.path.join(folder, META_FILE), json.dumps(meta, indent=1).encode())
+        install(staging, folder, (WEIGHTS_FILE, GRAPH_FILE), META_FILE,
+                {**identity(encoder.spec, encoder.precision), "probe": got[0].tolist(),
+                 "context_length": ours.context_length})
         return True
+
+
+@contextlib.contextmanager
+def staging_folder(folder: str) -> Iterator[str]:
+    """A fresh folder inside `folder` (whose lock the caller holds) to export into, removed
+    afterwards; what a killed export left there goes first."""
+    remove_staging(folder)
+    staging = tempfile.mkdtemp(dir=folder, prefix=TEMP_PREFIX)
+    try:
+        yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def install(staging: str, folder: str, names: Sequence[str], meta_file: str,
+            meta: dict[str, Any]) -> None:
+    """Move checked files from `staging` into `folder`, the meta (with their CRC-32s) last:
+    until it is written, readers see no export at all."""
+    crcs = {name: file_crc(os.path.join(staging, name)) for name in names}
+    with contextlib.suppress(OSError):
+        os.unlink(os.path.join(folder, meta_file))
+    for name in names:
+        os.replace(os.path.join(staging, name), os.path.join(folder, name))
+    atomic_write(os.path.join(folder, meta_file),
+                 json.dumps({**meta, "crc32": crcs}, indent=1).encode())
+
+
+def float32_cpu(module: Any, encoder: ClipEncoder) -> Any:
+    """`module` of `encoder`'s model as exported: itself when the model runs in float32 on
+    the CPU, else a float32 CPU copy (the same weights, widened)."""
+    if encoder.precision == "fp32" and encoder.device == "cpu":
+        return module
+    return copy.deepcopy(module).float().cpu()
 
 
 def _trimmed(row: np.ndarray) -> np.ndarray:
@@ -99,8 +125,7 @@ def _text_only(encoder: ClipEncoder) -> Any:
     text_model = copy.copy(encoder.model)  # shallow: drop the image tower, keep the rest
     text_model._modules = dict(text_model._modules)
     text_model.visual = torch.nn.Identity()
-    if encoder.precision != "fp32" or encoder.device != "cpu":
-        text_model = copy.deepcopy(text_model).float().cpu()
+    text_model = float32_cpu(text_model, encoder)
 
     class TextTowerModule(torch.nn.Module):
         def __init__(self, inner: Any) -> None:
