@@ -1,6 +1,6 @@
 """One index's model: loaded once when first needed, with the shortcuts that avoid loading it.
 
-A cold text query uses the traced text tower in the shared model cache; a query
+A cold text query uses the ONNX text tower in the shared model cache; a query
 image that is an unchanged indexed photo uses its stored vector. Only what
 cannot be answered that way loads the model.
 """
@@ -52,7 +52,7 @@ class ModelSession:
         self._tower.save_from(self._encoder)
 
     def text_vector(self, text: str) -> np.ndarray:
-        """From the loaded model, else the traced text tower (fast cold start), else the model."""
+        """From the loaded model, else the ONNX text tower (no torch), else the model."""
         if self._encoder is None:
             vector = self._tower.encode(text, self.model, self.precision)
             if vector is not None:
