@@ -53,7 +53,8 @@ def test_the_fastest_candidate_outside_its_tolerance_is_refused(
     # Delays far beyond the tiny model's own time, so a busy machine keeps the order.
     candidates = {"onnxruntime-int8": Runner(exact, bend=0.2),  # fastest, cosine ~0.98
                   "onnxruntime-fp32": Runner(exact, bend=0.001, delay=0.3)}  # within 0.9999
-    monkeypatch.setattr(engines, "_onnx_candidates", lambda encoder, folder: candidates)
+    monkeypatch.setattr(engines, "_candidates", lambda encoder, folder, wanted: (
+        {"torch-fp32": encoder, **candidates}, True))
     monkeypatch.setattr(tiny_encoder, "encode_images", Runner(exact, delay=1.0).encode_images)
     pixels = pixels_of(tiny_encoder, photos)
     selector = EngineSelector("auto")
@@ -78,8 +79,10 @@ def test_auto_exports_measures_once_per_machine_and_records_the_engine(
 ) -> None:
     measured = []
     real = engines.measure
-    monkeypatch.setattr(engines, "measure", lambda c, *a: measured.append(len(c)) or real(c, *a))
+    monkeypatch.setattr(engines, "measure",
+                        lambda c, *a, **k: measured.append(len(c)) or real(c, *a, **k))
     monkeypatch.setattr(engines, "PROBE_IMAGES", 12)  # all the photos: a choice is kept
+    monkeypatch.setattr(engines, "cpu_has_bf16", lambda: True)  # a torch-bf16 candidate too
     runner = CliRunner()
     said = []
     for name in ("one", "two"):
@@ -87,14 +90,17 @@ def test_auto_exports_measures_once_per_machine_and_records_the_engine(
                                          "--model", tiny_spec.model])
         assert result.exit_code == 0, result.output
         said.append("chosen by measurement" in result.stderr)
-    assert measured[0] == 3 and said == [True, False]  # measured once, then reused
+    expected_names = {"torch-fp32", "torch-bf16", "onnxruntime-fp32", "onnxruntime-int8",
+                      "openvino-fp32"}  # and openvino-bf16 on CPUs with bf16
+    assert engines.has_openvino()  # the test extra installs it
+    assert measured[0] >= len(expected_names) and said == [True, False]  # measured once
     info = json.loads(runner.invoke(cli.app, ["info", "--json", "--index",
                                               str(tmp_path / "two")]).stdout)
     engine = info["engine"]
     figures = info["engine_measured"]
     # Reusing an onnxruntime choice spot-checks it (that engine alone); torch needs none.
     assert measured[1:] == ([1] if engine.startswith("onnxruntime") else [])
-    assert set(figures) == {"torch-fp32", "onnxruntime-fp32", "onnxruntime-int8"}
+    assert set(figures) - {"openvino-bf16"} == expected_names
     assert figures[engine]["accepted"]
     assert engine == max((n for n in figures if figures[n]["accepted"]),
                          key=lambda n: figures[n]["images_per_s"])
@@ -109,15 +115,47 @@ def test_auto_exports_measures_once_per_machine_and_records_the_engine(
     assert np.min(np.sum(stored * expected, axis=1)) >= engines.TOLERANCE[engine.split("-")[1]]
 
 
-def test_engine_onnxruntime_gives_open_clips_vectors(
-    own_cache: Path, photos: Path, tiny_spec: ModelSpec, reference, tmp_path: Path
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_an_engine_asked_for_gives_open_clips_vectors(
+    engine: str, own_cache: Path, photos: Path, tiny_spec: ModelSpec, reference, tmp_path: Path
 ) -> None:
     from search.ingest import IngestSettings
 
     with Library.open(str(tmp_path / "idx"), tiny_spec, create=True, precision="fp32") as lib:
-        report = lib.index([str(photos)], settings=IngestSettings(engine="onnxruntime"))
+        report = lib.index([str(photos)], settings=IngestSettings(engine=engine))
         paths = sorted(p for p in photos.rglob("*") if p.is_file())
         stored = np.stack([lib.image_vector(str(p)) for p in paths])
-    assert report.engine.engine == "onnxruntime"
+    assert report.engine.engine == engine
     tolerance = engines.TOLERANCE[report.engine.variant]
     assert np.min(np.sum(stored * reference.images(paths), axis=1)) >= tolerance
+
+
+def test_choosing_stops_at_its_time_cap_and_a_later_run_measures_the_rest(
+    own_cache: Path, photos: Path, tiny_spec: ModelSpec, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path
+) -> None:
+    from search.ingest import IngestSettings
+
+    monkeypatch.setattr(engines, "PROBE_IMAGES", 12)
+    monkeypatch.setattr(engines, "CHOICE_BUDGET_S", 0.0)  # spent by the export
+    with Library.open(str(tmp_path / "one"), tiny_spec, create=True, precision="fp32") as lib:
+        first = lib.index([str(photos)], settings=IngestSettings()).engine
+    assert set(first.measured) == {"torch-fp32"} and first.name == "torch-fp32"
+    choices = list(own_cache.rglob(engines.CHOICES_FILE))
+    assert choices == []  # incomplete: not kept
+    monkeypatch.setattr(engines, "CHOICE_BUDGET_S", 60.0)
+    with Library.open(str(tmp_path / "two"), tiny_spec, create=True, precision="fp32") as lib:
+        second = lib.index([str(photos)], settings=IngestSettings()).engine
+    assert {"onnxruntime-fp32", "onnxruntime-int8", "openvino-fp32"} <= set(second.measured)
+    assert len(list(own_cache.rglob(engines.CHOICES_FILE))) == 1
+
+
+def test_engine_openvino_without_openvino_says_how_to_install_it(
+    photos: Path, tiny_spec: ModelSpec, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(engines, "has_openvino", lambda: False)
+    result = CliRunner().invoke(cli.app, ["index", str(photos), "--index", str(tmp_path / "i"),
+                                          "--model", tiny_spec.model, "--engine", "openvino"])
+    assert result.exit_code != 0
+    assert "pip install 'clipsearch[openvino]'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

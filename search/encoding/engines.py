@@ -1,16 +1,22 @@
 """Which engine encodes an index's photos: chosen by measurement, once per model and machine.
 
-Candidates: torch at the index's precision, and onnxruntime running the
-exported image tower (`search.encoding.imagetower`) in float32 and in dynamic
-int8. Each encodes a probe batch of the run's own photos; it is accepted only
-if its vectors are within its tolerance of torch float32 on the same pixels
-(fp32 0.9999; bf16, fp16 and int8 0.999), and the fastest accepted one wins.
-The choice is kept in the model cache for this machine (CPU model and flags,
-library versions), so later runs reuse it without measuring, and the index
-records which engine made its vectors (`info` shows it). `--engine torch` or
-`onnxruntime` overrides the measurement (a candidate outside its tolerance is
-still refused). Vectors within tolerance are interchangeable, so the engine is
-not part of an index's identity; the precision stays part of it.
+Candidates: torch at the index's precision; for a float32 index, torch on a
+half-precision copy of the image tower where the hardware runs it natively
+(fp16 on a GPU, bf16 on CPUs with AVX512-BF16 or AMX); and on the CPU the
+exported image tower (`search.encoding.imagetower`) in onnxruntime (float32,
+dynamic int8) and, when the `openvino` extra is installed, in OpenVINO
+(float32, and bf16 where the CPU has it). Each encodes a probe batch of the
+run's own photos; it is accepted only if its vectors are within its tolerance of
+torch float32 on the same pixels (fp32 0.9999; bf16, fp16 and int8 0.999), and
+the fastest accepted one wins. Choosing is capped at about CHOICE_BUDGET_S
+(export included): candidates left unmeasured then are measured by the next
+run. A complete choice is kept in the model cache for this machine (CPU model
+and flags, core count, library versions), so later runs reuse it without
+measuring, and the index records which engine made its vectors (`info` shows
+it). `--engine torch|onnxruntime|openvino` overrides the measurement (a
+candidate outside its tolerance is still refused). Vectors within tolerance are
+interchangeable, so the engine is not part of an index's identity; the
+precision stays part of it.
 
 Queries encode their few images with torch (a query never waits on an export).
 """
@@ -19,8 +25,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.util
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -33,15 +41,17 @@ from indexes.errors import IndexBusy
 from indexes.lock import writer_lock
 from search.encoding.cache import IMAGE_TOWERS, tower_dir
 from search.encoding.encoder import ClipEncoder, Encoder, unit_rows
+from search.encoding.spec import cpu_has_bf16
 from search.errors import QueryError
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("auto", "torch", "onnxruntime")
+ENGINES = ("auto", "torch", "onnxruntime", "openvino")
 TOLERANCE = {"fp32": 0.9999, "bf16": 0.999, "fp16": 0.999, "int8": 0.999}  # vs torch fp32
 CHOICES_FILE = "engine_choices.json"
 ENGINE_KEY = "engine"  # the catalog's record of the engine that made the latest vectors
 PROBE_IMAGES = 16  # of the run's first batch: to time the candidates and to compare them
+CHOICE_BUDGET_S = 30.0  # export and measurement; what is left unmeasured waits for a later run
 
 
 class EngineRefused(QueryError):
@@ -50,7 +60,7 @@ class EngineRefused(QueryError):
 
 @dataclass(frozen=True)
 class EngineChoice:
-    engine: str  # torch or onnxruntime
+    engine: str  # torch, onnxruntime or openvino
     variant: str  # what it computes in: fp32, bf16, fp16 or int8
     measured: dict[str, dict[str, Any]] = field(default_factory=dict)  # candidate -> figures
     seconds: float = 0.0  # what choosing cost (export and measurement); 0 when reused
@@ -59,15 +69,25 @@ class EngineChoice:
     def name(self) -> str:
         return f"{self.engine}-{self.variant}"
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"engine": self.engine, "variant": self.variant, "measured": self.measured,
+                "seconds": round(self.seconds, 2)}
+
     def to_json(self) -> str:
-        return json.dumps({"engine": self.engine, "variant": self.variant,
-                           "measured": self.measured, "seconds": round(self.seconds, 2)})
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EngineChoice:
+        return cls(data["engine"], data["variant"], data.get("measured", {}),
+                   float(data.get("seconds", 0.0)))
 
     @classmethod
     def from_json(cls, text: str) -> EngineChoice:
-        data = json.loads(text)
-        return cls(data["engine"], data["variant"], data.get("measured", {}),
-                   float(data.get("seconds", 0.0)))
+        return cls.from_dict(json.loads(text))
+
+
+def has_openvino() -> bool:
+    return importlib.util.find_spec("openvino") is not None
 
 
 class EngineSelector:
@@ -76,6 +96,9 @@ class EngineSelector:
     def __init__(self, requested: str = "auto") -> None:
         if requested not in ENGINES:
             raise QueryError(f"--engine must be one of {', '.join(ENGINES)}, not {requested!r}")
+        if requested == "openvino" and not has_openvino():
+            raise QueryError("--engine openvino needs OpenVINO, which is not installed: "
+                             "pip install 'clipsearch[openvino]', or use --engine auto")
         self.requested = requested
         self.choice: EngineChoice | None = None
         self._runner: Any = None
@@ -96,66 +119,144 @@ class EngineSelector:
                 return reused
         start = time.monotonic()
         own = f"torch-{encoder.precision}"  # the index's own precision: auto never refuses it
-        onnx = _onnx_candidates(encoder, folder)
-        candidates = {own: encoder, **onnx}
-        measured = measure(candidates, pixels[:PROBE_IMAGES], _reference(encoder, pixels))
+        wanted = self.requested
+        candidates, complete = _candidates(encoder, folder, wanted)
+        probe = pixels[:PROBE_IMAGES]
+        reference = None if encoder.precision == "fp32" else _reference(encoder, probe)
+        measured = measure(candidates, probe, reference, deadline=start + CHOICE_BUDGET_S)
         allowed = [name for name, figures in measured.items()
                    if (figures["accepted"] or name == own)
-                   and (self.requested == "auto" or name.startswith(self.requested))]
+                   and (wanted == "auto" or name.startswith(wanted))]
         if not allowed:
             figures = ", ".join(f"{n}: min cosine {f['min_cosine']}"
-                                for n, f in measured.items() if n.startswith(self.requested))
+                                for n, f in measured.items() if n.startswith(wanted))
             why = figures or "it could not be exported"
-            raise EngineRefused(f"--engine {self.requested} gives vectors outside the "
+            raise EngineRefused(f"--engine {wanted} gives vectors outside the "
                                 f"tolerance for this model ({why}); use --engine auto or torch")
         best = max(allowed, key=lambda n: measured[n]["images_per_s"])
         engine, variant = best.split("-")
         choice = EngineChoice(engine, variant, measured, time.monotonic() - start)
         # Kept for later runs only when every candidate was measured on a full probe.
-        if self.requested == "auto" and len(onnx) == 2 and len(pixels) >= PROBE_IMAGES:
+        if (wanted == "auto" and complete and len(measured) == len(candidates)
+                and len(pixels) >= PROBE_IMAGES):
             _remember(folder, machine, choice)
         return candidates[best], choice
 
 
-def measure(candidates: dict[str, Any], probe: Any, reference: np.ndarray
-            ) -> dict[str, dict[str, Any]]:
-    """Images/s and min cosine to `reference` of each candidate on `probe`; accepted when
-    within the tolerance of what it computes in (the name's suffix). A candidate that fails
-    to run is refused, never a failed run."""
-    figures = {}
+def _candidates(encoder: ClipEncoder, folder: str, wanted: str) -> tuple[dict[str, Any], bool]:
+    """The runners to measure, the index's own torch first (it is the fallback, and the
+    reference at fp32); complete is False when an export or a runner that this machine
+    should have failed."""
+    candidates: dict[str, Any] = {f"torch-{encoder.precision}": encoder}
+    half = _half_variant(encoder)
+    if half and wanted in ("auto", "torch"):
+        candidates[f"torch-{half}"] = TorchCast(encoder, half)
+    if encoder.device != "cpu" or wanted == "torch":
+        return candidates, True  # the exported towers run on the CPU: no match for a GPU
+    engines = [e for e in ("onnxruntime", "openvino") if wanted in ("auto", e)]
+    if "openvino" in engines and not has_openvino():
+        engines.remove("openvino")
+    if not engines:
+        return candidates, True
+    if not _exported(encoder, folder):
+        return candidates, False
+    complete = True
+    for name in (f"{engine}-{variant}" for engine in engines for variant in _variants(engine)):
+        try:
+            candidates[name] = _tower_runner(folder, name)
+        except Exception as exc:  # noqa: BLE001 - one graph that does not load is left out
+            log.warning("cannot load the image tower for %s (%s)", name, exc)
+            complete = False
+    return candidates, complete
+
+
+def _half_variant(encoder: ClipEncoder) -> str | None:
+    """A half precision this hardware runs natively, for a float32 index."""
+    if encoder.precision != "fp32":
+        return None
+    if encoder.device.startswith("cuda"):
+        return "fp16"
+    return "bf16" if cpu_has_bf16() else None
+
+
+def _variants(engine: str) -> tuple[str, ...]:
+    if engine == "onnxruntime":
+        return ("fp32", "int8")
+    from search.encoding.imagetower import openvino_has_bf16
+
+    return ("fp32", "bf16") if openvino_has_bf16() else ("fp32",)
+
+
+def _tower_runner(folder: str, name: str) -> Any:
+    from search.encoding.imagetower import OnnxImageTower, OpenVinoImageTower
+
+    engine, variant = name.split("-")
+    return (OnnxImageTower if engine == "onnxruntime" else OpenVinoImageTower)(folder, variant)
+
+
+class TorchCast:
+    """A copy of the model's image tower in another dtype, on the model's device."""
+
+    def __init__(self, encoder: ClipEncoder, variant: str) -> None:
+        import torch
+
+        self._dtype = {"fp32": torch.float32, "bf16": torch.bfloat16,
+                       "fp16": torch.float16}[variant]
+        self._device = encoder.device
+        self._visual = copy.deepcopy(encoder.model.visual).to(self._dtype).eval()
+
+    def encode_images(self, pixels: Any) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return unit_rows(self._visual(pixels.to(self._device, self._dtype)))
+
+
+def measure(candidates: dict[str, Any], probe: Any, reference: np.ndarray | None = None,
+            deadline: float = math.inf) -> dict[str, dict[str, Any]]:
+    """Images/s and min cosine to `reference` of each candidate on `probe` (None: the first
+    candidate's own rows, torch at fp32); accepted when within the tolerance of what it
+    computes in (the name's suffix). A candidate that fails to run is refused, never a
+    failed run; those not started by `deadline` (time.monotonic) are left out."""
+    figures: dict[str, dict[str, Any]] = {}
+    rows: dict[str, np.ndarray] = {}
     for name, runner in candidates.items():
+        if rows and time.monotonic() > deadline:
+            log.warning("engine %s not measured: choosing took over %.0f s; a later run "
+                        "measures it", name, CHOICE_BUDGET_S)
+            continue
         try:
             runner.encode_images(probe[:1])  # warm-up: first-call allocations are not speed
-            start = time.perf_counter()
-            rows = runner.encode_images(probe)
-            seconds = max(time.perf_counter() - start, 1e-9)
+            begin = time.perf_counter()
+            rows[name] = runner.encode_images(probe)
+            seconds = max(time.perf_counter() - begin, 1e-9)
         except Exception as exc:  # noqa: BLE001 - an onnxruntime failure refuses the candidate
+            if reference is None and not rows:
+                raise  # the reference itself
             log.warning("engine %s failed on the probe photos (%s)", name, exc)
             figures[name] = {"images_per_s": 0.0, "min_cosine": None, "accepted": False}
             continue
-        cosine = float(np.min(np.sum(rows * reference[:len(rows)], axis=1)))
-        figures[name] = {"images_per_s": round(len(rows) / seconds, 2),
-                         "min_cosine": round(cosine, 6),
-                         "accepted": cosine >= TOLERANCE[name.split("-")[1]]}
+        figures[name] = {"images_per_s": round(len(rows[name]) / seconds, 2)}
+    if reference is None:
+        reference = next(iter(rows.values()))
+    for name, got in rows.items():
+        cosine = float(np.min(np.sum(got * reference[:len(got)], axis=1)))
+        figures[name].update(min_cosine=round(cosine, 6),
+                             accepted=cosine >= TOLERANCE[name.split("-")[1]])
     return figures
 
 
-def _reference(encoder: ClipEncoder, pixels: Any) -> np.ndarray:
+def _reference(encoder: ClipEncoder, probe: Any) -> np.ndarray:
     """torch float32 on the probe: the model itself at fp32, else a float32 copy of its image
     tower (the same weights, widened)."""
-    import torch
-
-    probe = pixels[:PROBE_IMAGES]
     if encoder.precision == "fp32":
         return encoder.encode_images(probe)
-    visual = copy.deepcopy(encoder.model.visual).float().to(encoder.device)
-    with torch.inference_mode():
-        return unit_rows(visual(probe.to(encoder.device, torch.float32)))
+    return TorchCast(encoder, "fp32").encode_images(probe)
 
 
-def _onnx_candidates(encoder: ClipEncoder, folder: str) -> dict[str, Any]:
-    """The onnxruntime graphs that load, exported first when missing; none when that fails."""
-    from search.encoding.imagetower import OnnxImageTower, export_image_tower, has_image_tower
+def _exported(encoder: ClipEncoder, folder: str) -> bool:
+    """Whether the image tower is in the model cache, exported now when missing."""
+    from search.encoding.imagetower import export_image_tower, has_image_tower
 
     try:
         os.makedirs(folder, exist_ok=True)
@@ -163,19 +264,12 @@ def _onnx_candidates(encoder: ClipEncoder, folder: str) -> dict[str, Any]:
             with writer_lock(folder):
                 if not has_image_tower(folder, encoder):  # another process may have, meanwhile
                     export_image_tower(encoder, folder)
+        return True
     except IndexBusy:
         log.warning("another clipsearch is exporting the image tower; this run uses torch")
-        return {}
     except Exception as exc:  # noqa: BLE001 - any exporter failure leaves torch, never a failed run
-        log.warning("cannot export the image tower for onnxruntime (%s); using torch", exc)
-        return {}
-    candidates = {}
-    for variant in ("fp32", "int8"):
-        try:
-            candidates[f"onnxruntime-{variant}"] = OnnxImageTower(folder, variant)
-        except Exception as exc:  # noqa: BLE001 - one graph that does not load is left out
-            log.warning("cannot load the %s image tower (%s)", variant, exc)
-    return candidates
+        log.warning("cannot export the image tower (%s); using torch", exc)
+    return False
 
 
 def _reuse(folder: str, machine: str, encoder: ClipEncoder, pixels: Any
@@ -185,20 +279,23 @@ def _reuse(folder: str, machine: str, encoder: ClipEncoder, pixels: Any
     choose anew."""
     try:
         with open(os.path.join(folder, CHOICES_FILE), encoding="utf-8") as f:
-            choice = EngineChoice.from_json(json.load(f)[machine])
-    except (OSError, ValueError, KeyError, TypeError):
+            choice = EngineChoice.from_dict(json.load(f)[machine])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     reused = EngineChoice(choice.engine, choice.variant, choice.measured)
     with contextlib.suppress(OSError):
         os.utime(os.path.join(folder, CHOICES_FILE))  # last used, for `clipsearch cache prune`
-    if choice.engine == "torch":
+    if choice.name == f"torch-{encoder.precision}":
         return encoder, reused
-    from search.encoding.imagetower import OnnxImageTower, has_image_tower
+    from search.encoding.imagetower import has_image_tower
 
-    if not has_image_tower(folder, encoder):
-        return None
     try:
-        runner = OnnxImageTower(folder, choice.variant)
+        if choice.engine == "torch":
+            runner = TorchCast(encoder, choice.variant)
+        elif has_image_tower(folder, encoder):
+            runner = _tower_runner(folder, choice.name)
+        else:
+            return None
         spot = measure({choice.name: runner}, pixels[:2], _reference(encoder, pixels[:2]))
     except Exception:  # noqa: BLE001 - choose anew
         return None
@@ -213,13 +310,13 @@ def _remember(folder: str, machine: str, choice: EngineChoice) -> None:
                 choices = json.load(f)
         except (OSError, ValueError):
             choices = {}
-        choices[machine] = choice.to_json()
+        choices[machine] = choice.to_dict()
         atomic_write(path, json.dumps(choices, indent=1).encode())
 
 
 def machine_key() -> str:
     """What a measured choice depends on: the CPU (model and instruction sets), the core
-    count, and the torch and onnxruntime versions."""
+    count, and the torch, onnxruntime and OpenVINO versions."""
     import hashlib  # here, not at the top: `info` and a cold query import this module
     import importlib.metadata
     import platform
@@ -232,5 +329,7 @@ def machine_key() -> str:
         cpu = " ".join(sorted({line for line in lines if line.startswith(("model name",
                                                                         "flags"))}))
     versions = [importlib.metadata.version("torch"), onnxruntime.__version__]
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        versions.append(importlib.metadata.version("openvino"))  # installing it: measure anew
     text = f"{cpu} {os.cpu_count()} {versions}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,10 +1,12 @@
-"""The image tower as ONNX, for onnxruntime: the engine candidates besides torch.
+"""The image tower as ONNX, for onnxruntime and OpenVINO: the engine candidates besides torch.
 
 Exported once per model and precision into the model cache (`image-towers/`),
 float32 with a variable batch, plus an int8 copy made by onnxruntime's dynamic
-quantization. Which one (if any) indexes a collection is decided by measurement
-in `search.encoding.engines`; this module only makes and runs them. Files are
-written to a staging folder and moved in, the meta (with checksums) last.
+quantization. OpenVINO (an optional extra) compiles the float32 graph itself, in
+float32 or, on CPUs that have it, bf16. Which one (if any) indexes a collection
+is decided by measurement in `search.encoding.engines`; this module only makes
+and runs them. Files are written to a staging folder and moved in, the meta
+(with checksums) last.
 """
 
 from __future__ import annotations
@@ -87,3 +89,29 @@ class OnnxImageTower:
         array = pixels.numpy() if hasattr(pixels, "numpy") else np.asarray(pixels)
         (features,) = self._session.run(None, {"pixels": np.ascontiguousarray(array, np.float32)})
         return unit(features)
+
+
+class OpenVinoImageTower:
+    """Pixels (N, 3, H, W float32) -> unit vectors with OpenVINO on the CPU, computing in
+    `variant` (fp32 or bf16) from the exported float32 graph."""
+
+    def __init__(self, folder: str, variant: str) -> None:
+        import openvino
+
+        self.variant = variant
+        hint = {"fp32": "f32", "bf16": "bf16"}[variant]
+        self._model = openvino.Core().compile_model(
+            os.path.join(folder, GRAPHS["fp32"]), "CPU",
+            {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"})
+
+    def encode_images(self, pixels: Any) -> np.ndarray:
+        array = pixels.numpy() if hasattr(pixels, "numpy") else np.asarray(pixels)
+        result = self._model({"pixels": np.ascontiguousarray(array, np.float32)})
+        return unit(np.asarray(result[self._model.output(0)]))
+
+
+def openvino_has_bf16() -> bool:
+    """Whether OpenVINO runs bf16 natively on this CPU (else a bf16 hint would run fp32)."""
+    import openvino
+
+    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")

@@ -56,7 +56,9 @@ Html = Annotated[Optional[Path], typer.Option(
     "--html", help="Also write a page of thumbnails to this file.")]
 UnusedDays = Annotated[Optional[float], typer.Option(
     min=0, help="Also remove towers no query has used for this many days.")]
-EngineMode = Enum("EngineMode", {e: e for e in ("auto", "torch", "onnxruntime")}, type=str)
+EngineMode = Enum("EngineMode", {e: e for e in ("auto", "torch", "onnxruntime", "openvino")},
+                  type=str)
 Engine = Annotated[EngineMode, typer.Option(
     envvar="CLIPSEARCH_ENGINE", help="What encodes the photos: auto (the fastest within "
-    "tolerance of torch fp32, measured once per model and machine), torch or onnxruntime.")]
+    "tolerance of torch fp32, measured once per model and machine), torch, onnxruntime "
+    "or openvino (the openvino extra).")]
