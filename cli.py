@@ -16,6 +16,9 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Optional, TypeVar
 
+from search import preload
+
+preload.start(sys.argv)  # a cold text query's tower loads while the rest imports
 import typer
 
 # Light modules only: `--help`, argument errors and `info` must not wait on torch.
@@ -57,16 +60,12 @@ def _reported() -> Iterator[None]:
         raise _fail("interrupted", 130) from None
 
 
-def _spec(model: str | None, pretrained: str | None) -> ModelSpec | None:
-    return None if model is None and pretrained is None else ModelSpec.create(model, pretrained)
-
-
 def _with_library(index: str | None, action: Callable[[Library], T], model: str | None = None,
                   pretrained: str | None = None, create: bool = False,
                   precision: str | None = None) -> T:
     if precision is not None and precision not in PRECISIONS:
         raise _fail(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}", 2)
-    spec = _spec(model, pretrained)
+    spec = ModelSpec.requested(model, pretrained)
     with _reported(), Library.open(index, spec, create=create, precision=precision) as lib:
         return action(lib)
 
@@ -159,9 +158,10 @@ def serve(
     from search import web
 
     with _reported():  # Ctrl-C while starting is "interrupted", as for every command
-        if web.serve(lambda: Library.open(index, _spec(model, pretrained)), host, port, token,
-                     open_page, lambda where, url: typer.echo(
-                         f"serving {where} at {url} (Ctrl-C stops)", err=True)):
+        spec = ModelSpec.requested(model, pretrained)
+        if web.serve(lambda: Library.open(index, spec), host, port, token, open_page,
+                     lambda where, url: typer.echo(f"serving {where} at {url} (Ctrl-C stops)",
+                                                   err=True)):
             typer.echo("stopped", err=True)
 
 
@@ -267,9 +267,7 @@ def cache_list() -> None:
 
 
 @cache_app.command("prune")
-def cache_prune(
-    unused_days: options.UnusedDays = None,
-) -> None:
+def cache_prune(unused_days: options.UnusedDays = None) -> None:
     """Remove towers that can never be used again (made by other software versions, or left
     incomplete), and with --unused-days the unused ones; the next model load re-exports."""
     from search.encoding.cachecontents import prune_cache

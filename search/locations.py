@@ -34,6 +34,12 @@ def resolve_index_dir(index_dir: str | None) -> str:
     return os.path.abspath(os.path.expanduser(index_dir or default_index_dir()))
 
 
+def state_path(index_dir: str) -> str:
+    """Where a running `clipsearch serve` of ``index_dir`` leaves its address (and token),
+    removed when it stops."""
+    return os.path.join(index_dir, "serve.json")
+
+
 def folder_name(name: str, key: str | None = None) -> str:
     """A safe, short folder name for `name`, made unique by a digest of `key` (or `name`)."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:60]

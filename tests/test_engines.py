@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 import cli
 from search import Library, ModelSpec
+from search.encoding import candidates as candidates_module
 from search.encoding import engines
 from search.encoding.engines import EngineRefused, EngineSelector
 
@@ -53,7 +54,7 @@ def test_the_fastest_candidate_outside_its_tolerance_is_refused(
     # Delays far beyond the tiny model's own time, so a busy machine keeps the order.
     candidates = {"onnxruntime-int8": Runner(exact, bend=0.2),  # fastest, cosine ~0.98
                   "onnxruntime-fp32": Runner(exact, bend=0.001, delay=0.3)}  # within 0.9999
-    monkeypatch.setattr(engines, "_candidates", lambda encoder, folder, wanted: (
+    monkeypatch.setattr(engines, "candidates_for", lambda encoder, folder, wanted: (
         {"torch-fp32": encoder, **candidates}, True))
     monkeypatch.setattr(tiny_encoder, "encode_images", Runner(exact, delay=1.0).encode_images)
     pixels = pixels_of(tiny_encoder, photos)
@@ -82,7 +83,7 @@ def test_auto_exports_measures_once_per_machine_and_records_the_engine(
     monkeypatch.setattr(engines, "measure",
                         lambda c, *a, **k: measured.append(len(c)) or real(c, *a, **k))
     monkeypatch.setattr(engines, "PROBE_IMAGES", 12)  # all the photos: a choice is kept
-    monkeypatch.setattr(engines, "cpu_has_bf16", lambda: True)  # a torch-bf16 candidate too
+    monkeypatch.setattr(candidates_module, "cpu_has_bf16", lambda: True)  # torch-bf16 too
     runner = CliRunner()
     said = []
     for name in ("one", "two"):

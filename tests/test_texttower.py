@@ -61,6 +61,32 @@ def test_a_cold_query_ranks_like_the_full_model_without_loading_it(
     assert [h.path for h in hits] == [str(paths[i]) for i in np.argsort(-scores)[:5]]
 
 
+def test_a_preloaded_tower_serves_the_query_it_was_started_for(
+    indexed: Path, photos: Path, reference
+) -> None:
+    from search import preload
+    from search.encoding import texttower
+
+    assert preload._index_option(["clipsearch", "query", "x", "--index=/a"]) == "/a"
+    assert preload._index_option(["clipsearch", "query", "x"]) is None  # the default index
+    for other in (["index", "x"], ["query", "x", "-i", "p.jpg"], ["query", "--model=M", "x"]):
+        assert preload._index_option(["clipsearch", *other]) is False
+    preload.start(["clipsearch", "query", "a sunny beach", "--index", str(indexed)])
+    assert [p.key[0] for p in texttower._preloads] == [str(tower_of(indexed))]
+    paths = sorted(p for p in photos.rglob("*") if p.is_file())
+    scores = reference.images(paths) @ reference.texts(["a sunny beach"])[0]
+    with Library.open(str(indexed), load=no_model) as lib:
+        hits = lib.query(["a sunny beach"], k=5)
+    assert texttower._preloads == []  # taken by the query
+    assert [h.path for h in hits] == [str(paths[i]) for i in np.argsort(-scores)[:5]]
+    # A tower preloaded for another model or precision is left alone.
+    preload.start(["clipsearch", "query", "a sunny beach", "--index", str(indexed)])
+    started = texttower._preloads[0]
+    texttower._preloads[0].key = (started.key[0], started.key[1], "bf16")
+    assert texttower._preloaded(started.key[0], started.key[1], "fp32") == (False, None)
+    texttower._preloads.clear()
+
+
 def test_a_damaged_tower_falls_back_to_the_full_model(indexed: Path, photos: Path) -> None:
     path = tower_of(indexed) / WEIGHTS_FILE
     data = bytearray(path.read_bytes())

@@ -24,8 +24,6 @@ Queries encode their few images with torch (a query never waits on an export).
 from __future__ import annotations
 
 import contextlib
-import copy
-import importlib.util
 import json
 import logging
 import math
@@ -40,8 +38,8 @@ from indexes.atomic import atomic_write
 from indexes.errors import IndexBusy
 from indexes.lock import writer_lock
 from search.encoding.cache import IMAGE_TOWERS, tower_dir
-from search.encoding.encoder import ClipEncoder, Encoder, unit_rows
-from search.encoding.spec import cpu_has_bf16
+from search.encoding.candidates import TorchCast, candidates_for, has_openvino, tower_runner
+from search.encoding.encoder import ClipEncoder, Encoder
 from search.errors import QueryError
 
 log = logging.getLogger(__name__)
@@ -86,10 +84,6 @@ class EngineChoice:
         return cls.from_dict(json.loads(text))
 
 
-def has_openvino() -> bool:
-    return importlib.util.find_spec("openvino") is not None
-
-
 class EngineSelector:
     """Encodes a run's batches with the chosen engine; the first batch makes the choice."""
 
@@ -120,7 +114,7 @@ class EngineSelector:
         start = time.monotonic()
         own = f"torch-{encoder.precision}"  # the index's own precision: auto never refuses it
         wanted = self.requested
-        candidates, complete = _candidates(encoder, folder, wanted)
+        candidates, complete = candidates_for(encoder, folder, wanted)
         probe = pixels[:PROBE_IMAGES]
         reference = None if encoder.precision == "fp32" else _reference(encoder, probe)
         measured = measure(candidates, probe, reference, deadline=start + CHOICE_BUDGET_S)
@@ -141,75 +135,6 @@ class EngineSelector:
                 and len(pixels) >= PROBE_IMAGES):
             _remember(folder, machine, choice)
         return candidates[best], choice
-
-
-def _candidates(encoder: ClipEncoder, folder: str, wanted: str) -> tuple[dict[str, Any], bool]:
-    """The runners to measure, the index's own torch first (it is the fallback, and the
-    reference at fp32); complete is False when an export or a runner that this machine
-    should have failed."""
-    candidates: dict[str, Any] = {f"torch-{encoder.precision}": encoder}
-    half = _half_variant(encoder)
-    if half and wanted in ("auto", "torch"):
-        candidates[f"torch-{half}"] = TorchCast(encoder, half)
-    if encoder.device != "cpu" or wanted == "torch":
-        return candidates, True  # the exported towers run on the CPU: no match for a GPU
-    engines = [e for e in ("onnxruntime", "openvino") if wanted in ("auto", e)]
-    if "openvino" in engines and not has_openvino():
-        engines.remove("openvino")
-    if not engines:
-        return candidates, True
-    if not _exported(encoder, folder):
-        return candidates, False
-    complete = True
-    for name in (f"{engine}-{variant}" for engine in engines for variant in _variants(engine)):
-        try:
-            candidates[name] = _tower_runner(folder, name)
-        except Exception as exc:  # noqa: BLE001 - one graph that does not load is left out
-            log.warning("cannot load the image tower for %s (%s)", name, exc)
-            complete = False
-    return candidates, complete
-
-
-def _half_variant(encoder: ClipEncoder) -> str | None:
-    """A half precision this hardware runs natively, for a float32 index."""
-    if encoder.precision != "fp32":
-        return None
-    if encoder.device.startswith("cuda"):
-        return "fp16"
-    return "bf16" if cpu_has_bf16() else None
-
-
-def _variants(engine: str) -> tuple[str, ...]:
-    if engine == "onnxruntime":
-        return ("fp32", "int8")
-    from search.encoding.imagetower import openvino_has_bf16
-
-    return ("fp32", "bf16") if openvino_has_bf16() else ("fp32",)
-
-
-def _tower_runner(folder: str, name: str) -> Any:
-    from search.encoding.imagetower import OnnxImageTower, OpenVinoImageTower
-
-    engine, variant = name.split("-")
-    return (OnnxImageTower if engine == "onnxruntime" else OpenVinoImageTower)(folder, variant)
-
-
-class TorchCast:
-    """A copy of the model's image tower in another dtype, on the model's device."""
-
-    def __init__(self, encoder: ClipEncoder, variant: str) -> None:
-        import torch
-
-        self._dtype = {"fp32": torch.float32, "bf16": torch.bfloat16,
-                       "fp16": torch.float16}[variant]
-        self._device = encoder.device
-        self._visual = copy.deepcopy(encoder.model.visual).to(self._dtype).eval()
-
-    def encode_images(self, pixels: Any) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode():
-            return unit_rows(self._visual(pixels.to(self._device, self._dtype)))
 
 
 def measure(candidates: dict[str, Any], probe: Any, reference: np.ndarray | None = None,
@@ -254,24 +179,6 @@ def _reference(encoder: ClipEncoder, probe: Any) -> np.ndarray:
     return TorchCast(encoder, "fp32").encode_images(probe)
 
 
-def _exported(encoder: ClipEncoder, folder: str) -> bool:
-    """Whether the image tower is in the model cache, exported now when missing."""
-    from search.encoding.imagetower import export_image_tower, has_image_tower
-
-    try:
-        os.makedirs(folder, exist_ok=True)
-        if not has_image_tower(folder, encoder):
-            with writer_lock(folder):
-                if not has_image_tower(folder, encoder):  # another process may have, meanwhile
-                    export_image_tower(encoder, folder)
-        return True
-    except IndexBusy:
-        log.warning("another clipsearch is exporting the image tower; this run uses torch")
-    except Exception as exc:  # noqa: BLE001 - any exporter failure leaves torch, never a failed run
-        log.warning("cannot export the image tower (%s); using torch", exc)
-    return False
-
-
 def _reuse(folder: str, machine: str, encoder: ClipEncoder, pixels: Any
            ) -> tuple[Any, EngineChoice] | None:
     """This machine's earlier choice for the model, with its runner, after a spot check of
@@ -293,7 +200,7 @@ def _reuse(folder: str, machine: str, encoder: ClipEncoder, pixels: Any
         if choice.engine == "torch":
             runner = TorchCast(encoder, choice.variant)
         elif has_image_tower(folder, encoder):
-            runner = _tower_runner(folder, choice.name)
+            runner = tower_runner(folder, choice.name)
         else:
             return None
         spot = measure({choice.name: runner}, pixels[:2], _reference(encoder, pixels[:2]))

@@ -27,6 +27,11 @@ class ModelSpec:
     pretrained: str | None = DEFAULT_PRETRAINED
 
     @classmethod
+    def requested(cls, model: str | None, pretrained: str | None) -> ModelSpec | None:
+        """What --model/--pretrained ask for; None when neither is given (the index's own)."""
+        return None if model is None and pretrained is None else cls.create(model, pretrained)
+
+    @classmethod
     def create(cls, model: str | None, pretrained: str | None) -> ModelSpec:
         """Normalise user input: absolute local paths, no `pretrained` with a schema."""
         model = model or DEFAULT_MODEL

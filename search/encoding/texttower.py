@@ -21,6 +21,7 @@ import logging
 import mmap
 import os
 import shutil
+import threading
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -190,6 +191,39 @@ def forget_tower(folder: str) -> None:
             os.unlink(os.path.join(folder, name))
 
 
+class _Preload:
+    """`load_tower` running in a thread, started before the command line is parsed."""
+
+    def __init__(self, folder: str, spec: ModelSpec, precision: str) -> None:
+        self.key = (folder, spec, precision)
+        self.tower: TextTower | None = None
+        self.thread = threading.Thread(target=self._run, name="clipsearch-preload",
+                                       daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        with contextlib.suppress(Exception):  # a speed-up only; the query loads it again
+            self.tower = load_tower(*self.key)
+
+
+_preloads: list[_Preload] = []
+
+
+def preload(folder: str, spec: ModelSpec, precision: str) -> None:
+    """Start loading the tower in `folder` now, for the `CachedTower` that asks for it."""
+    _preloads.append(_Preload(folder, spec, precision))
+
+
+def _preloaded(folder: str, spec: ModelSpec, precision: str) -> tuple[bool, TextTower | None]:
+    """(True, the tower or None) when a preload of exactly this tower ran, waited for."""
+    for started in list(_preloads):
+        if started.key == (folder, spec, precision):
+            _preloads.remove(started)
+            started.thread.join()
+            return True, started.tower
+    return False, None
+
+
 class CachedTower:
     """The model's tower in the cache: looked for once, used while it matches, saved from a
     loaded model."""
@@ -203,7 +237,9 @@ class CachedTower:
         folder = tower_dir(spec, precision)
         if not self._looked:
             self._looked = True
-            self._tower = load_tower(folder, spec, precision)
+            done, self._tower = _preloaded(folder, spec, precision)
+            if not done:
+                self._tower = load_tower(folder, spec, precision)
         if self._tower is None:
             return None
         try:

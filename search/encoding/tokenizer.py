@@ -64,6 +64,7 @@ class ClipTokenizer:
         self._words = regex.compile("|".join([*SPECIALS, WORDS]), regex.IGNORECASE)
         self.context_length = context_length
         self.sot, self.eot = (self.ids[s] for s in SPECIALS)
+        _clean("warm-up")  # ftfy's import and first call (~0.13 s) here: a loading thread's
 
     def encode(self, text: str) -> list[int]:
         """BPE ids of one text, without the start and end tokens (open_clip's `encode`)."""

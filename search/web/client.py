@@ -14,14 +14,8 @@ import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 
+from search.locations import state_path
 from search.query import ImageHit
-
-STATE_FILE = "serve.json"  # written by `clipsearch serve` beside the index, removed on exit
-
-
-def state_path(index_dir: str) -> str:
-    """Where a running `clipsearch serve` of ``index_dir`` leaves its address (and token)."""
-    return os.path.join(index_dir, STATE_FILE)
 
 
 def ask_server(index_dir: str, texts: Sequence[str], negatives: Sequence[str], k: int,
