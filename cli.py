@@ -96,13 +96,14 @@ def index(
     precision: options.Precision = None, decode: options.Decode = options.DecodeMode.auto,
     index_type: options.IndexType = None, max_memory: options.MaxMemory = None,
     recall: options.Recall = None, engine: options.Engine = options.EngineMode.auto,
+    ray: options.Ray = None,
 ) -> None:
     """Index photo folders (incremental: only new and changed photos are encoded)."""
     with _reported():
         check_folders(folders or [])  # before the index folder is created
         memory = parse_size(max_memory, "--max-memory") if max_memory else None
         vectors = requested_vector_settings(index, index_type, memory, recall)
-        settings = IngestSettings(decode=decode.value, engine=engine.value)
+        settings = IngestSettings(decode=decode.value, engine=engine.value, ray=ray)
     with output.Progress(sys.stderr, "indexing", enabled=sys.stderr.isatty()) as progress:
         report = _with_library(index, lambda lib: lib.index(folders or [], progress, settings,
                                                             vectors),

@@ -35,6 +35,7 @@ class IndexInfo:
     decode: dict[str, Any] | None = None  # the checked JPEG shortcut (None: not checked yet)
     engine: str | None = None  # what encoded the latest photos, e.g. torch-fp32
     engine_measured: dict[str, Any] | None = None  # the candidates' figures when it was chosen
+    last_run: dict[str, Any] | None = None  # runner (local or ray), workers, photos_per_s
 
 
 def index_info(catalog: Catalog, index_dir: str) -> IndexInfo:
@@ -54,8 +55,12 @@ def index_info(catalog: Catalog, index_dir: str) -> IndexInfo:
         vector_index=_vector_index(catalog, index_dir),
         absent=[root for root in catalog.roots() if not os.path.isdir(root)],
         decode=json.loads(catalog.get_meta(DECODE_KEY) or "null"),
+        last_run=json.loads(catalog.get_meta(LAST_RUN_KEY) or "null"),
         **_engine(catalog),
     )
+
+
+LAST_RUN_KEY = "last_run"  # the latest index run that encoded photos: where, and how fast
 
 
 def _engine(catalog: Catalog) -> dict[str, Any]:

@@ -194,19 +194,28 @@ def _reuse(folder: str, machine: str, encoder: ClipEncoder, pixels: Any
         os.utime(os.path.join(folder, CHOICES_FILE))  # last used, for `clipsearch cache prune`
     if choice.name == f"torch-{encoder.precision}":
         return encoder, reused
-    from search.encoding.imagetower import has_image_tower
-
     try:
-        if choice.engine == "torch":
-            runner = TorchCast(encoder, choice.variant)
-        elif has_image_tower(folder, encoder):
-            runner = tower_runner(folder, choice.name)
-        else:
-            return None
+        runner = runner_for(encoder, choice)
         spot = measure({choice.name: runner}, pixels[:2], _reference(encoder, pixels[:2]))
     except Exception:  # noqa: BLE001 - choose anew
         return None
     return (runner, reused) if spot[choice.name]["accepted"] else None
+
+
+def runner_for(encoder: ClipEncoder, choice: EngineChoice) -> Any:
+    """What encodes with an earlier `choice` (a Ray actor's, the driver having chosen);
+    EngineRefused when its exported image tower is not in the model cache."""
+    if choice.name == f"torch-{encoder.precision}":
+        return encoder
+    if choice.engine == "torch":
+        return TorchCast(encoder, choice.variant)
+    from search.encoding.imagetower import has_image_tower
+
+    folder = tower_dir(encoder.spec, encoder.precision, IMAGE_TOWERS)
+    if not has_image_tower(folder, encoder):
+        raise EngineRefused(f"engine {choice.name}: the exported image tower is not in "
+                            f"{folder}; use --engine torch")
+    return tower_runner(folder, choice.name)
 
 
 def _remember(folder: str, machine: str, choice: EngineChoice) -> None:

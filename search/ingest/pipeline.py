@@ -44,6 +44,8 @@ class IndexReport:
     encoded: int = 0
     seconds: float = 0.0
     engine: EngineChoice | None = None  # what encoded this run's photos (None: nothing)
+    runner: str = "local"  # or ray: where the photos were decoded and encoded
+    workers: int = 1  # processes that encoded (Ray actors, besides the driver's first batch)
 
     @property
     def nothing_to_do(self) -> bool:
@@ -97,16 +99,60 @@ class Indexer:
         known |= {row.fingerprint for row in missing.values()}
         gone = {row.fingerprint: row for row in missing.values()}
         batch: list[Work] = []
-        for done, item in enumerate(self._preparer.prepared(work, known), 1):
-            known_content = item.pixels is None and item.error is None
+        remote: list[Work] = []  # with --ray: to encode there, after this loop
+        on_ray = self._settings.ray is not None
+        for done, item in enumerate(self._preparer.prepared(work, known, not on_ray), 1):
+            known_content = item.error is None and item.fingerprint in known
             if not known_content or not self._reuse(item, gone, missing, report):
-                batch.append(item if not known_content else self._preparer.prepare(item, set()))
+                if on_ray and item.error is None:
+                    remote.append(item)
+                else:
+                    batch.append(item if item.pixels is not None or item.error
+                                 else self._preparer.prepare(item, set()))
             if len(batch) >= self._settings.batch_size:
                 self._commit(batch, report)
                 batch = []
-            if progress:
+            if progress and not on_ray:
                 progress(done, len(work))
         self._commit(batch, report)
+        if on_ray:
+            self._encode_on_ray(remote, len(work), report, progress)
+
+    def _encode_on_ray(self, items: list[Work], total: int, report: IndexReport,
+                       progress: ProgressFn | None) -> None:
+        """The first batch here (it makes the JPEG-shortcut check and the engine choice that
+        the actors then follow), the rest in shards on Ray (`search.ingest.cluster`)."""
+        from search.ingest.cluster import ActorSetup, RayPool, RayTarget
+        from search.locations import default_cache_dir
+
+        size = self._settings.batch_size
+        first, rest = items[:size], items[size:]
+        self._commit([self._preparer.prepare(item, set()) for item in first], report)
+        done = total - len(rest)
+        if progress:
+            progress(done, total)
+        report.runner = "ray"
+        if not rest:
+            return
+        encoder, choice = self._encoder.get(), self._engine.choice
+        name = choice.name if choice else f"torch-{encoder.precision}"
+        setup = ActorSetup(encoder.spec.to_json(), encoder.precision, name,
+                           self._preparer.margin, self._settings.max_megapixels,
+                           default_cache_dir(), 1)
+        shards = [rest[i:i + size] for i in range(0, len(rest), size)]
+        pool = RayPool(RayTarget.parse(self._settings.ray or "local"), setup)
+        report.workers = pool.workers
+        try:
+            paths = [[item.found.path for item in shard] for shard in shards]
+            for index, vectors, errors in pool.encoded(paths):
+                for item, error in zip(shards[index], errors, strict=True):
+                    item.error = error
+                self._commit(shards[index], report, vectors)
+                done += len(shards[index])
+                if progress:
+                    progress(done, total)
+        finally:
+            pool.close()
 
     def _reuse(self, item: Work, gone: dict[str, FileRow], missing: dict[str, FileRow],
                report: IndexReport) -> bool:
@@ -133,13 +179,15 @@ class Indexer:
                 report.moved += 1
         return True
 
-    def _commit(self, batch: list[Work], report: IndexReport) -> None:
-        """Encode one batch and commit it in one transaction."""
+    def _commit(self, batch: list[Work], report: IndexReport,
+                vectors: np.ndarray | None = None) -> None:
+        """Encode one batch (unless its vectors came from Ray) and commit it in one
+        transaction."""
         good = [item for item in batch if item.error is None]
-        vectors = iter(self._encode(good))
+        rows = iter(self._encode(good) if vectors is None else vectors)
         with self._sync.change() as delta:
             for item in batch:
-                vector = next(vectors) if item.error is None else None
+                vector = next(rows) if item.error is None else None
                 self._put(item, vector, item.error, delta, report)
         report.encoded += len(good)
 

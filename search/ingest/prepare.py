@@ -26,12 +26,17 @@ class IngestSettings:
     decode: str = "auto"  # auto: the JPEG shortcut as far as it is checked safe; exact: never
     # search.encoding.engines: measured once per model and machine ($CLIPSEARCH_ENGINE sets it)
     engine: str = field(default_factory=lambda: os.environ.get("CLIPSEARCH_ENGINE") or "auto")
+    ray: str | None = None  # search.ingest.cluster: auto, ADDRESS or local[:WORKERS]
 
     def __post_init__(self) -> None:
         if self.decode not in ("auto", "exact"):
             raise QueryError(f"decode must be auto or exact, not {self.decode!r}")
         if self.engine not in ENGINES:
             raise QueryError(f"engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
+        if self.ray is not None:
+            from search.ingest.cluster import RayTarget
+
+            RayTarget.parse(self.ray)
 
 
 class LazyEncoder:
@@ -85,8 +90,15 @@ class Preparer:
         self._probes: list[str] = []  # the run's files: where the check looks for large JPEGs
         self.choice: DecodeChoice | None = None  # what the check found, for the catalog
 
-    def prepared(self, work: list[Work], known: set[str]) -> Iterator[Work]:
-        """Every item prepared, in order; content in `known` is fingerprinted only.
+    @property
+    def margin(self) -> int:
+        """The JPEG shortcut in use (0: exact), once the first photo was decoded."""
+        return self._margin or 0
+
+    def prepared(self, work: list[Work], known: set[str], with_pixels: bool = True
+                 ) -> Iterator[Work]:
+        """Every item prepared, in order; content in `known` (or all, without `with_pixels`)
+        is fingerprinted only.
 
         On a CPU, decoding and encoding take turns with all cores each (a wave of
         one batch, then its forward pass): running them at once oversubscribes the
@@ -96,17 +108,17 @@ class Preparer:
         self._probes = [item.found.path for item in work]
         with ThreadPoolExecutor(self._settings.workers) as pool:
             for start in range(0, len(work), wave):
-                yield from pool.map(lambda item: self.prepare(item, known),
+                yield from pool.map(lambda item: self.prepare(item, known, with_pixels),
                                     work[start:start + wave])
 
-    def prepare(self, item: Work, known: set[str]) -> Work:
+    def prepare(self, item: Work, known: set[str], with_pixels: bool = True) -> Work:
         path = item.found.path
         try:
             item.fingerprint = fingerprint(path)
         except OSError as exc:
             item.error = f"cannot read file: {exc.strerror or exc}"
             return item
-        if item.fingerprint in known:
+        if item.fingerprint in known or not with_pixels:
             return item
         try:
             encoder = self._encoder.get()

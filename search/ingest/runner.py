@@ -3,6 +3,7 @@ what the catalog keeps afterwards (indexed folders, unlisted entries, the decode
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from search.encoding.engines import ENGINE_KEY
 from search.encoding.session import ModelSession
 from search.encoding.texttower import forget_tower
 from search.errors import FolderNotFound
+from search.info import LAST_RUN_KEY
 from search.ingest.pipeline import Indexer, IndexReport, ProgressFn
 from search.ingest.plan import Plan, plan, plan_files
 from search.ingest.prepare import IngestSettings
@@ -76,6 +78,10 @@ class IngestRunner:
                 self._catalog.set_meta(draft.META_KEY, indexer.decode_choice.to_json())
             if report.engine is not None:
                 self._catalog.set_meta(ENGINE_KEY, report.engine.to_json())
+            if report.encoded:
+                self._catalog.set_meta(LAST_RUN_KEY, json.dumps({
+                    "runner": report.runner, "workers": report.workers,
+                    "photos_per_s": round(report.encoded / max(report.seconds, 1e-9), 2)}))
         self._session.save_tower()
         forget_tower(self._index_dir)  # an older clipsearch's copy, now in the model cache
         return report

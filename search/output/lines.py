@@ -102,6 +102,10 @@ def info_lines(info: IndexInfo, errors: bool, mode: str) -> Iterator[str]:
                f"{cosine} of a full decode on {info.decode['probes']} photos)")
     if info.engine:
         yield f"engine    {info.engine}{_measured(info.engine_measured)}"
+    if info.last_run:
+        run = info.last_run
+        yield (f"last run  {run['runner']}, {run['workers']} worker(s), "
+               f"{run['photos_per_s']} photos/s")
     for i, (reason, count) in enumerate(sorted(info.skipped_reasons.items(),
                                                key=lambda rc: -rc[1])):
         yield f"{'skipped' if i == 0 else '':<9} {count:>5}  {reason}"

@@ -62,3 +62,6 @@ Engine = Annotated[EngineMode, typer.Option(
     envvar="CLIPSEARCH_ENGINE", help="What encodes the photos: auto (the fastest within "
     "tolerance of torch fp32, measured once per model and machine), torch, onnxruntime "
     "or openvino (the openvino extra).")]
+Ray = Annotated[Optional[str], typer.Option(
+    "--ray", help="Decode and encode on Ray (the cluster extra): auto (a running cluster), "
+    "its ADDRESS, or local[:WORKERS] (Ray on this machine).")]

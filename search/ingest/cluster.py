@@ -1,0 +1,251 @@
+"""Decode and encode on Ray: the driver plans, fingerprints and commits; actors encode shards.
+
+`clipsearch index --ray auto|ADDRESS|local[:WORKERS]` (the `cluster` extra). The
+driver does everything a one-machine run does (scan, plan, fingerprints, the
+JPEG-shortcut check and the engine choice on its first batch, every catalog
+and FAISS write); only the decode+encode of the other photos goes to Ray
+actors, which load the model once each (same model, precision and engine as
+the driver, so vectors never mix; an actor on a GPU uses torch there) and
+read the photos at the same paths (a shared filesystem on a cluster).
+
+Ray Core actors, not Ray Data's actor pool: in a check here Ray Data 2.60
+stalled for good after one pool actor was SIGKILLed (ray issue 53727). Here
+every shard has a deadline and a bounded number of attempts; a shard whose
+actor dies or overruns is given to a fresh actor, and a shard that fails on
+MAX_ATTEMPTS actors stops the run (what was committed stays; rerun to resume).
+Nothing of Ray is imported unless --ray is given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import socket
+import statistics
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from search.errors import QueryError
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3  # actors a shard may fail on before the run stops
+FIRST_DEADLINE_S = 600.0  # a shard's time limit until shards have been timed (model loads)
+DEADLINE_FACTOR = 10.0  # then: this many times the median shard time, at least MIN_DEADLINE_S
+MIN_DEADLINE_S = 60.0
+IN_FLIGHT = 2  # shards queued per actor, so it never waits on the driver
+CPUS_PER_ACTOR = 4  # on a cluster without GPUs: one actor per this many CPUs
+
+
+class ClusterError(QueryError):
+    """Ray could not be reached, or a shard failed on every attempt."""
+
+
+@dataclass(frozen=True)
+class RayTarget:
+    """Where to run: `auto` (a running cluster), an address, or `local[:WORKERS]`."""
+
+    address: str | None  # None: start Ray on this machine
+    workers: int | None  # local: the number of actors (default: the cores)
+
+    @classmethod
+    def parse(cls, value: str) -> RayTarget:
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ClusterError("--ray needs Ray, which is not installed: "
+                               "pip install 'clipsearch[cluster]'")
+        match = re.fullmatch(r"local(?::(\d+))?", value)
+        if match:
+            workers = int(match.group(1)) if match.group(1) else None
+            if workers == 0:
+                raise ClusterError("--ray local:WORKERS needs at least 1 worker")
+            return cls(None, workers)
+        if not value.strip():
+            raise ClusterError("--ray must be auto, a cluster ADDRESS, or local[:WORKERS]")
+        return cls(value, None)
+
+
+@dataclass(frozen=True)
+class ActorSetup:
+    """What every actor needs to encode exactly as the driver does."""
+
+    model: str  # ModelSpec JSON
+    precision: str
+    engine: str  # EngineChoice name, e.g. torch-fp32 or onnxruntime-fp32
+    margin: int  # the checked JPEG shortcut (0: exact decoding)
+    max_megapixels: float
+    cache_dir: str  # the model cache, for an exported image tower
+    threads: int
+
+
+class ShardEncoder:
+    """The actor: decode and encode a shard of photos with the index's model."""
+
+    def __init__(self, setup: ActorSetup) -> None:
+        import torch
+
+        from search.encoding.encoder import load_encoder
+        from search.encoding.engines import EngineChoice, runner_for
+        from search.encoding.spec import ModelSpec
+
+        os.environ["CLIPSEARCH_CACHE"] = setup.cache_dir
+        torch.set_num_threads(setup.threads)
+        self._setup = setup
+        self._encoder = load_encoder(ModelSpec.from_json(setup.model), setup.precision)
+        engine, variant = setup.engine.split("-")
+        if self._encoder.device != "cpu":
+            engine, variant = "torch", setup.precision  # the exported towers run on CPUs
+        self._runner = runner_for(self._encoder, EngineChoice(engine, variant))
+
+    def encode(self, paths: Sequence[str]) -> tuple[np.ndarray, list[str | None]]:
+        """Unit vectors of the readable photos, in order, and each photo's error or None."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        import torch
+
+        from search.errors import ImageDecodeError
+        from search.ingest.prepare import decode
+
+        def one(path: str) -> Any:
+            try:
+                return decode(path, self._encoder, self._setup.max_megapixels,
+                              self._setup.margin)
+            except ImageDecodeError as exc:
+                return f"{exc.reason} (on {socket.gethostname()})"
+
+        with ThreadPoolExecutor(self._setup.threads) as pool:
+            decoded = list(pool.map(one, paths))
+        errors = [d if isinstance(d, str) else None for d in decoded]
+        good = [d for d in decoded if not isinstance(d, str)]
+        if not good:
+            return np.zeros((0, 0), np.float32), errors
+        return self._runner.encode_images(torch.stack(good)), errors
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+class RayPool:
+    """Actors on a Ray cluster, and the shards they encode (see the module's note)."""
+
+    def __init__(self, target: RayTarget, setup: ActorSetup) -> None:
+        import ray
+
+        self._started_here = False
+        try:
+            if ray.is_initialized():
+                pass  # the caller's Ray (a test's, a notebook's): used as it is
+            elif target.address is None:
+                ray.init(num_cpus=target.workers or os.cpu_count() or 1, include_dashboard=False,
+                         _node_ip_address="127.0.0.1", log_to_driver=False,
+                         configure_logging=False)
+                self._started_here = True
+            else:
+                ray.init(address=target.address, log_to_driver=False, configure_logging=False)
+        except Exception as exc:  # noqa: BLE001 - ray raises many kinds; one clear line
+            raise ClusterError(f"--ray: cannot start or reach Ray ({exc})") from exc
+        resources = ray.cluster_resources()
+        gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+        if target.address is None:
+            count, options = target.workers or cpus, {"num_cpus": 1}
+            setup = _with_threads(setup, 1)
+        elif gpus:
+            count, options = gpus, {"num_gpus": 1, "num_cpus": 1}
+            setup = _with_threads(setup, 2)
+        else:
+            count, options = max(1, cpus // CPUS_PER_ACTOR), {"num_cpus": CPUS_PER_ACTOR}
+            setup = _with_threads(setup, CPUS_PER_ACTOR)
+        # Plain arguments (no object-store references), no Ray restarts: we replace actors.
+        self._actor_class = ray.remote(max_restarts=0, **options)(ShardEncoder)
+        self._setup = setup
+        self._actors = [self._actor_class.remote(setup) for _ in range(count)]
+        self._times: list[float] = []
+        self.workers = count
+
+    def close(self) -> None:
+        import ray
+
+        for actor in self._actors:
+            with contextlib.suppress(Exception):
+                ray.kill(actor)
+        if self._started_here:
+            ray.shutdown()
+
+    def actor_pids(self) -> list[int]:
+        import ray
+
+        return ray.get([actor.pid.remote() for actor in self._actors])
+
+    def encoded(self, shards: Sequence[Sequence[str]]
+                ) -> Iterator[tuple[int, np.ndarray, list[str | None]]]:
+        """(shard index, vectors, errors) for every shard, in the order they finish."""
+        import ray
+
+        queue = deque(range(len(shards)))
+        attempts = [0] * len(shards)
+        running: dict[Any, tuple[int, int, float]] = {}  # ref -> (shard, actor slot, started)
+        load = [0] * len(self._actors)
+        while queue or running:
+            for slot in range(len(self._actors)):
+                while queue and load[slot] < IN_FLIGHT:
+                    shard = queue.popleft()
+                    ref = self._actors[slot].encode.remote(list(shards[shard]))
+                    running[ref] = (shard, slot, time.monotonic())
+                    load[slot] += 1
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+            for ref in ready:
+                shard, slot, started = running.pop(ref)
+                load[slot] -= 1
+                try:
+                    vectors, errors = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    self._retry(shard, slot, attempts, queue, running, load, exc)
+                    continue
+                self._times.append(time.monotonic() - started)
+                yield shard, vectors, errors
+            now = time.monotonic()
+            for ref, (shard, slot, started) in list(running.items()):
+                if ref in running and now - started > self._deadline():
+                    self._retry(shard, slot, attempts, queue, running, load,
+                                f"no answer in {self._deadline():.0f} s")
+
+    def _deadline(self) -> float:
+        if len(self._times) < 3:
+            return FIRST_DEADLINE_S
+        return max(MIN_DEADLINE_S, DEADLINE_FACTOR * statistics.median(self._times))
+
+    def _retry(self, shard: int, slot: int, attempts: list[int], queue: deque[int],
+               running: dict[Any, tuple[int, int, float]], load: list[int],
+               why: object) -> None:
+        """Replace the actor in `slot` (its other shards go back in the queue too) and queue
+        `shard` again, or stop the run after MAX_ATTEMPTS."""
+        import ray
+
+        attempts[shard] += 1
+        if attempts[shard] >= MAX_ATTEMPTS:
+            raise ClusterError(f"a shard of photos failed on {MAX_ATTEMPTS} Ray workers "
+                               f"(last: {why}); what was encoded is kept: rerun to resume")
+        log.warning("a Ray worker failed (%s); its photos go to a fresh one", why)
+        for ref, (other, other_slot, _) in list(running.items()):
+            if other_slot == slot:
+                running.pop(ref)
+                queue.appendleft(other)
+        load[slot] = 0
+        with contextlib.suppress(Exception):
+            ray.kill(self._actors[slot])
+        self._actors[slot] = self._actor_class.remote(self._setup)
+        queue.appendleft(shard)
+
+
+def _with_threads(setup: ActorSetup, threads: int) -> ActorSetup:
+    from dataclasses import replace
+
+    return replace(setup, threads=threads)
