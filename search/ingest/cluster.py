@@ -136,7 +136,9 @@ class ShardEncoder:
 class RayPool:
     """Actors on a Ray cluster, and the shards they encode (see the module's note)."""
 
-    def __init__(self, target: RayTarget, setup: ActorSetup) -> None:
+    def __init__(self, target: RayTarget, setup: ActorSetup,
+                 actor: type = ShardEncoder) -> None:
+        """`actor`: the class each actor runs (ShardEncoder; benchmarks pass a stand-in)."""
         import ray
 
         self._started_here = False
@@ -164,7 +166,7 @@ class RayPool:
             count, options = max(1, cpus // CPUS_PER_ACTOR), {"num_cpus": CPUS_PER_ACTOR}
             setup = _with_threads(setup, CPUS_PER_ACTOR)
         # Plain arguments (no object-store references), no Ray restarts: we replace actors.
-        self._actor_class = ray.remote(max_restarts=0, **options)(ShardEncoder)
+        self._actor_class = ray.remote(max_restarts=0, **options)(actor)
         self._setup = setup
         self._actors = [self._actor_class.remote(setup) for _ in range(count)]
         self._times: list[float] = []

@@ -1,0 +1,118 @@
+"""Indexing on Ray (`--ray`): how the shards scale with actors, and what Ray costs on 2 cores.
+
+    python benchmarks/bench_cluster.py [--photos 500]
+
+(a) `search.ingest.cluster.RayPool` with 1, 2 and 4 actors of a stand-in encoder
+    that sleeps 0.2 s per shard of 32 photos, like a GPU, and decodes nothing: the
+    scaling of the shard scheduling itself, not of this machine's cores (Ray is
+    told it has 8 logical CPUs). Targets: >= 1.8x at 2 actors, >= 3.2x at 4.
+(b) `clipsearch index` as a whole process on `--photos` generated 640x480
+    photos with the tests' tiny model, `--ray local:2` against one process
+    (target: Ray >= 0.8x), each on a fresh index, engine torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from common import CACHE, ROOT, cli
+
+SHARDS = 48
+SHARD = 32
+SLEEP_S = 0.2
+
+
+class SleepyEncoder:
+    """Answers a shard after SLEEP_S, with zero vectors: a GPU's pace, no decoding."""
+
+    def __init__(self, setup: object) -> None:
+        pass
+
+    def encode(self, paths: list[str]) -> tuple[np.ndarray, list[None]]:
+        time.sleep(SLEEP_S)
+        return np.zeros((len(paths), 512), np.float32), [None] * len(paths)
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
+
+def scaling() -> dict[int, float]:
+    import ray
+
+    from search.ingest.cluster import ActorSetup, RayPool, RayTarget
+
+    ray.init(num_cpus=8, include_dashboard=False, _node_ip_address="127.0.0.1",
+             log_to_driver=False, configure_logging=False)
+    setup = ActorSetup("{}", "fp32", "torch-fp32", 0, 100.0, "", 1)
+    shards = [[f"photo{i}-{j}" for j in range(SHARD)] for i in range(SHARDS)]
+    speeds = {}
+    try:
+        for actors in (1, 2, 4):
+            pool = RayPool(RayTarget(None, actors), setup, actor=SleepyEncoder)
+            pool.actor_pids()  # started: actor start-up is not the scheduling's pace
+            start = time.monotonic()
+            done = sum(len(vectors) for _, vectors, _ in pool.encoded(shards))
+            speeds[actors] = done / (time.monotonic() - start)
+            pool.close()
+    finally:
+        ray.shutdown()
+    return speeds
+
+
+def whole_process(folder: Path, model: Path, ray: bool) -> float:
+    index = tempfile.mkdtemp(prefix="bench-cluster-")
+    try:
+        start = time.monotonic()
+        subprocess.run(cli("index", str(folder), "--index", index, "--model",
+                           f"local-dir:{model}", "--engine", "torch",
+                           *(["--ray", "local:2"] if ray else [])),
+                       check=True, capture_output=True)
+        return time.monotonic() - start
+    finally:
+        shutil.rmtree(index)
+
+
+def tiny_set(count: int) -> tuple[Path, Path]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny import build_tiny_model, make_photo
+
+    model = CACHE / "tiny-model"
+    if not (model / "open_clip_config.json").is_file():
+        build_tiny_model(model)
+    folder = CACHE / f"generated{count}"
+    if len(list(folder.glob("*.jpg"))) != count:
+        for i in range(count):
+            make_photo(folder / f"p{i:04d}.jpg", seed=1000 + i, size=(640, 480))
+    return folder, model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=int, default=500)
+    args = parser.parse_args()
+    speeds = scaling()
+    one = speeds[1]
+    print(f"(a) stand-in encoder ({SLEEP_S} s per shard of {SHARD}), {SHARDS} shards: "
+          + ", ".join(f"{n} actor(s) {s:.0f} photos/s ({s / one:.2f}x)"
+                      for n, s in speeds.items())
+          + " (targets: 1.8x at 2, 3.2x at 4)")
+    folder, model = tiny_set(args.photos)
+    whole_process(folder, model, ray=False)  # warm the file cache and the model cache
+    alone = whole_process(folder, model, ray=False)
+    on_ray = whole_process(folder, model, ray=True)
+    print(f"(b) {args.photos} generated photos, tiny model, whole process: one process "
+          f"{alone:.1f} s, --ray local:2 {on_ray:.1f} s: {alone / on_ray:.2f}x "
+          "(target >= 0.8x)")
+
+
+if __name__ == "__main__":
+    main()
