@@ -135,3 +135,30 @@ def test_plain_index_and_import_never_load_ray(
         env={**os.environ, "CLIPSEARCH_CACHE": str(tmp_path / "cache")},
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_with_ray_a_large_ivf_build_is_filled_in_shards_on_ray(
+    ray_local, many_photos: Path, tiny_spec: ModelSpec, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from indexes.vectors import VectorSettings, kinds
+    from indexes.vectors import index as vector_index
+
+    monkeypatch.setenv("CLIPSEARCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(kinds, "MIN_TRAIN", 10)  # 40 photos stand in for millions
+    monkeypatch.setattr(vector_index, "SHARDED_MIN", 10)
+    monkeypatch.setattr(vector_index, "SHARD_VECTORS", 10)
+    mapped = []
+    real = cluster_module.ray_map
+    monkeypatch.setattr(cluster_module, "ray_map",
+                        lambda f, args: mapped.append(len(args)) or real(f, args))
+    with Library.open(str(tmp_path / "idx"), tiny_spec, create=True, precision="fp32") as lib:
+        lib.index([str(many_photos)], settings=IngestSettings(batch_size=8, engine="torch",
+                                                              ray="local:2"),
+                  vectors=VectorSettings("IVF4,Flat"))
+        info = lib.info()
+        paths = sorted(many_photos.iterdir())
+        firsts = [lib.query(images=[str(p)], k=1)[0].path for p in paths]
+    assert mapped == [4]  # one map of 4 shards, run as Ray tasks
+    assert info.vector_index["shards"] == 4 and info.vectors == COUNT
+    assert firsts == [str(p) for p in paths]  # every photo finds itself first

@@ -18,11 +18,18 @@ from indexes.catalog import Catalog
 from indexes.vectors.kinds import training_size
 from indexes.vectors.overlay import Overlay
 from indexes.vectors.settings import BuildRecord, VectorSettings, outgrown
+from indexes.vectors.shards import ShardMap, filled_shards, merge_in_memory
 from indexes.vectors.tuning import SAMPLE, exact_neighbours, tune
 
 if TYPE_CHECKING:
     import faiss
 
+# With a ShardMap (`--ray`), a trained kind of at least this many vectors is filled in
+# shards of SHARD_VECTORS and merged: below it one process adds them in well under a
+# minute on 2 cores (benchmarks/bench_cluster.py (c): 1M vectors into IVF-PQ), and shipping
+# the vectors to workers costs more than it saves.
+SHARDED_MIN = 1_000_000
+SHARD_VECTORS = 250_000
 STALE_LIMIT = 0.10  # rebuild a graph index once a tenth of its entries are retired ids
 # Compressed codes: re-rank REFINE x k candidates exactly with the catalog's float vectors,
 # deeper when the codes alone cannot reach the recall target (tuned at build time).
@@ -52,24 +59,31 @@ class VectorIndex:
         return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), exact)
 
     @classmethod
-    def build(cls, catalog: Catalog, dim: int, settings: VectorSettings) -> VectorIndex:
-        """Train (if the kind needs it), add every catalog vector, tune the knob."""
+    def build(cls, catalog: Catalog, dim: int, settings: VectorSettings,
+              shard_map: ShardMap | None = None) -> VectorIndex:
+        """Train (if the kind needs it), add every catalog vector, tune the knob. With
+        `shard_map`, a large trained kind is filled in shards through it and merged."""
 
         count = catalog.counts()["vectors"]
         spec = settings.spec_for(count, dim)
         index = _make(dim, spec.factory)
-        trained_on = 0
+        trained_on = shards = 0
         if spec.trained:
             sample = catalog.sample_vectors(training_size(spec, count), dim)
             index.train(sample)
             trained_on = len(sample)
-        for ids, vectors in catalog.iter_vectors(dim):
-            index.add_with_ids(vectors, ids)
+        if spec.trained and shard_map is not None and count >= SHARDED_MIN:
+            shards = max(2, round(count / SHARD_VECTORS))
+            index = merge_in_memory(filled_shards(index, catalog.iter_vectors(dim), shards,
+                                                  shard_map))
+        else:
+            for ids, vectors in catalog.iter_vectors(dim):
+                index.add_with_ids(vectors, ids)
         built = BuildRecord(spec.kind, spec.factory, spec.knob, trained_on=trained_on,
-                      recall=1.0 if spec.kind == "flat" else None,
-                      refine=REFINE[0] if "PQ" in spec.factory else 0,
-                      requested=settings.index_type, max_id=catalog.max_vector_id(),
-                      built_at=count)
+                            recall=1.0 if spec.kind == "flat" else None,
+                            refine=REFINE[0] if "PQ" in spec.factory else 0,
+                            requested=settings.index_type, max_id=catalog.max_vector_id(),
+                            built_at=count, shards=shards)
         result = cls(index, built).attach(catalog)
         if spec.knob and count:
             result._tune(catalog, dim, settings.recall)

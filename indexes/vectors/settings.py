@@ -60,6 +60,7 @@ class BuildRecord:
     requested: str = "auto"  # the --index-type it was built for
     max_id: int = 0  # the largest catalog id inside: later rows are missing from this file
     built_at: int = 0  # collection size at the build: retrain once it is 4x bigger or smaller
+    shards: int = 0  # filled in this many shards and merged (`shards`); 0: in one piece
 
 
 def outgrown(built: BuildRecord, count: int, dim: int, settings: VectorSettings) -> bool:

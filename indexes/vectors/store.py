@@ -24,6 +24,7 @@ from indexes.lock import writer_lock
 from indexes.vectors.index import VectorIndex
 from indexes.vectors.rebuild import BackgroundBuild
 from indexes.vectors.settings import BuildRecord, VectorSettings, outgrown
+from indexes.vectors.shards import ShardMap
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def read_manifest(index_dir: str) -> dict | None:
 
 def load_or_rebuild(index_dir: str, catalog: Catalog, dim: int, settings: VectorSettings,
                     save_as: Callable[[VectorIndex, int], None] | None = None,
-                    writable: bool = True) -> VectorIndex:
+                    writable: bool = True, shard_map: ShardMap | None = None) -> VectorIndex:
     """The index for the catalog's current generation, rebuilt from the catalog if needed.
 
     A rebuild reads one consistent snapshot (a writer may be committing) and is
@@ -83,7 +84,7 @@ def load_or_rebuild(index_dir: str, catalog: Catalog, dim: int, settings: Vector
                         "meanwhile (slower); run `clipsearch index` to rebuild it",
                         wanted.kind, index_dir)
             return VectorIndex.build(catalog, dim, EXACT)
-        index = VectorIndex.build(catalog, dim, settings)
+        index = VectorIndex.build(catalog, dim, settings, shard_map)
     if save_as is not None:
         save_as(index, generation)
     return index
@@ -166,6 +167,7 @@ class VectorStore:
         self.index_dir = index_dir
         self.settings = settings
         self._loaded: tuple[int, VectorIndex] | None = None  # (generation, index) for queries
+        self.shard_map: ShardMap | None = None  # set for a run with --ray: large builds shard
 
     @classmethod
     def of(cls, index_dir: str, catalog: Catalog) -> VectorStore:
@@ -224,14 +226,15 @@ class VectorStore:
 
     def load(self, catalog: Catalog, dim: int, writable: bool = True,
              save_as: Callable[[VectorIndex, int], None] | None = None) -> VectorIndex:
-        return load_or_rebuild(self.index_dir, catalog, dim, self.settings, save_as, writable)
+        return load_or_rebuild(self.index_dir, catalog, dim, self.settings, save_as, writable,
+                               self.shard_map)
 
     def save(self, index: VectorIndex, generation: int) -> None:
         save(index, self.index_dir, generation)
 
     def start_rebuild(self, dim: int) -> BackgroundBuild:
         """A new index built from a snapshot of the catalog on a thread (`rebuild`)."""
-        return BackgroundBuild(self.index_dir, dim, self.settings)
+        return BackgroundBuild(self.index_dir, dim, self.settings, self.shard_map)
 
     def finish(self, index: VectorIndex, catalog: Catalog) -> None:
         """After an index run: rebuild if the collection still outgrows the index, then save.
@@ -244,7 +247,7 @@ class VectorStore:
         if index.needs_rebuild(count, self.settings):
             with catalog.snapshot():
                 generation = catalog.generation()
-                index = VectorIndex.build(catalog, index.dim, self.settings)
+                index = VectorIndex.build(catalog, index.dim, self.settings, self.shard_map)
         else:
             generation = catalog.generation()
             index.retune(catalog, self.settings)  # a new --recall needs no rebuild

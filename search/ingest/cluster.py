@@ -42,6 +42,7 @@ DEADLINE_FACTOR = 10.0  # then: this many times the median shard time, at least 
 MIN_DEADLINE_S = 60.0
 IN_FLIGHT = 2  # shards queued per actor, so it never waits on the driver
 CPUS_PER_ACTOR = 4  # on a cluster without GPUs: one actor per this many CPUs
+BUILD_DEADLINE_S = 6 * 3600.0  # the sharded index build's adds, all shards together
 
 
 class ClusterError(QueryError):
@@ -133,27 +134,60 @@ class ShardEncoder:
         return os.getpid()
 
 
+@contextlib.contextmanager
+def ray_session(target: RayTarget) -> Iterator[None]:
+    """Ray for one run: started for `local[:WORKERS]` (127.0.0.1, no dashboard) or joined
+    at an address, and left after; a Ray already running in this process is used as is."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    try:
+        if target.address is None:
+            ray.init(num_cpus=target.workers or os.cpu_count() or 1, include_dashboard=False,
+                     _node_ip_address="127.0.0.1", log_to_driver=False,
+                     configure_logging=False)
+        else:
+            ray.init(address=target.address, log_to_driver=False, configure_logging=False)
+    except Exception as exc:  # noqa: BLE001 - ray raises many kinds; one clear line
+        raise ClusterError(f"--ray: cannot start or reach Ray ({exc})") from exc
+    try:
+        yield
+    finally:
+        ray.shutdown()  # stops a local Ray; only disconnects from a cluster
+
+
+def ray_map(function: Any, arguments: Sequence[tuple]) -> list[Any]:
+    """`function` over each argument tuple as Ray tasks, results in order (a ShardMap for the
+    index build: `indexes.vectors.shards`). A task whose worker dies is retried by Ray up to
+    MAX_ATTEMPTS times; the whole map has a deadline, so it never hangs."""
+    import ray
+
+    remote = ray.remote(max_retries=MAX_ATTEMPTS - 1)(function)
+    refs = [remote.remote(*args) for args in arguments]
+    try:
+        return ray.get(refs, timeout=BUILD_DEADLINE_S)
+    except ray.exceptions.GetTimeoutError:
+        for ref in refs:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        raise ClusterError(f"the index build's shards took over {BUILD_DEADLINE_S:.0f} s on "
+                           "Ray; what was encoded is kept: rerun to build again") from None
+    except ray.exceptions.RayError as exc:
+        raise ClusterError(f"a shard of the index build failed on Ray ({exc}); what was "
+                           "encoded is kept: rerun to build again") from exc
+
+
 class RayPool:
     """Actors on a Ray cluster, and the shards they encode (see the module's note)."""
 
     def __init__(self, target: RayTarget, setup: ActorSetup,
                  actor: type = ShardEncoder) -> None:
-        """`actor`: the class each actor runs (ShardEncoder; benchmarks pass a stand-in)."""
+        """`actor`: the class each actor runs (ShardEncoder; benchmarks pass a stand-in).
+        Ray must be running (`ray_session`)."""
         import ray
 
-        self._started_here = False
-        try:
-            if ray.is_initialized():
-                pass  # the caller's Ray (a test's, a notebook's): used as it is
-            elif target.address is None:
-                ray.init(num_cpus=target.workers or os.cpu_count() or 1, include_dashboard=False,
-                         _node_ip_address="127.0.0.1", log_to_driver=False,
-                         configure_logging=False)
-                self._started_here = True
-            else:
-                ray.init(address=target.address, log_to_driver=False, configure_logging=False)
-        except Exception as exc:  # noqa: BLE001 - ray raises many kinds; one clear line
-            raise ClusterError(f"--ray: cannot start or reach Ray ({exc})") from exc
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
         if target.address is None:
@@ -178,8 +212,6 @@ class RayPool:
         for actor in self._actors:
             with contextlib.suppress(Exception):
                 ray.kill(actor)
-        if self._started_here:
-            ray.shutdown()
 
     def actor_pids(self) -> list[int]:
         import ray

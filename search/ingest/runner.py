@@ -3,10 +3,11 @@ what the catalog keeps afterwards (indexed folders, unlisted entries, the decode
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from indexes.catalog import Catalog
 from indexes.lock import writer_lock
@@ -70,7 +71,8 @@ class IngestRunner:
         margin = draft.margin_for(self._catalog, settings.decode)
         indexer = Indexer(self._catalog, self._store, self._session.encoder, settings,
                           self._session.identity_meta, margin)
-        report = indexer.run(todo, progress)
+        with _on_ray(settings, self._store):
+            report = indexer.run(todo, progress)
         report.seconds = time.monotonic() - start  # the scan included
         with self._catalog.transaction():
             self._catalog.set_meta("decoders", decoder_signature())
@@ -93,6 +95,22 @@ class IngestRunner:
                                  "`clipsearch index FOLDER`")
         # An absent root (unmounted disk) keeps its photos; it is not pruned.
         return [r for r in roots if os.path.isdir(r)]
+
+
+@contextlib.contextmanager
+def _on_ray(settings: IngestSettings, store: VectorStore) -> Iterator[None]:
+    """With --ray: a Ray session for the run, and large index builds sharded on it."""
+    if settings.ray is None:
+        yield
+        return
+    from search.ingest.cluster import RayTarget, ray_map, ray_session
+
+    with ray_session(RayTarget.parse(settings.ray)):
+        store.shard_map = ray_map
+        try:
+            yield
+        finally:
+            store.shard_map = None
 
 
 def requested_vector_settings(index_dir: str | None, index_type: str | None = None,
