@@ -199,10 +199,10 @@ def test_a_rebuild_runs_beside_the_encoding_and_ends_consistent(
     snapshot_taken = threading.Event()
     build = VectorIndex.build.__func__
 
-    def spy(cls, catalog, dim, settings):  # noqa: ANN001, ANN202
+    def spy(cls, catalog, dim, settings, *rest):  # noqa: ANN001, ANN002, ANN202
         seen.append((threading.current_thread().name, catalog.generation()))
         snapshot_taken.set()
-        return build(cls, catalog, dim, settings)
+        return build(cls, catalog, dim, settings, *rest)
 
     started = BackgroundBuild.__init__
 
