@@ -220,7 +220,7 @@ def eval_(
     through_index: options.ThroughIndex = False, skip_missing: options.SkipMissing = False,
     index: options.EvalIndex = None, model: options.Model = None,
     pretrained: options.Pretrained = None, precision: options.Precision = None,
-    decode: options.Decode = options.DecodeMode.exact,
+    decode: options.Decode = options.DecodeMode.exact, ray: options.Ray = None,
 ) -> None:
     """Recall@K (text -> image and image -> text) on an image-caption benchmark."""
     from search.evaluation import EvalOptions, default_eval_index, evaluate, load_dataset
@@ -230,7 +230,8 @@ def eval_(
         data = load_dataset(dataset, images_root, split)
         index = index or default_eval_index(ModelSpec.create(model, pretrained), precision,
                                             decode.value)
-    options = EvalOptions(tuple(ks) or (1, 5, 10), through_index, skip_missing, decode.value)
+    options = EvalOptions(tuple(ks) or (1, 5, 10), through_index, skip_missing, decode.value,
+                          ray)
     with output.Phases(sys.stderr, "encoding", enabled=sys.stderr.isatty()) as progress:
         report = _with_library(index, lambda lib: evaluate(lib, data, options, progress),
                                model, pretrained, create=True, precision=precision)

@@ -162,3 +162,30 @@ def test_with_ray_a_large_ivf_build_is_filled_in_shards_on_ray(
     assert mapped == [4]  # one map of 4 shards, run as Ray tasks
     assert info.vector_index["shards"] == 4 and info.vectors == COUNT
     assert firsts == [str(p) for p in paths]  # every photo finds itself first
+
+
+def test_eval_on_ray_reports_the_recall_of_one_machine(
+    ray_local, many_photos: Path, tiny_dir: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLIPSEARCH_CACHE", str(tmp_path / "cache"))
+    table = tmp_path / "pairs.csv"
+    names = sorted(p.name for p in many_photos.iterdir())  # 40: Ray gets 8 of them
+    table.write_text("filepath,caption\n" + "".join(
+        f"{name},photo {i} of a scene\n{name},a picture numbered {i}\n"
+        for i, name in enumerate(names)))
+    reports = []
+    for name, extra in (("alone", []), ("ray", ["--ray", "local:2"])):
+        out = tmp_path / f"{name}.json"
+        result = CliRunner().invoke(cli.app, [
+            "eval", str(table), "--images-root", str(many_photos), "--k", "1", "5",
+            "--json", str(out), "--index", str(tmp_path / name), "--model",
+            f"local-dir:{tiny_dir}", "--precision", "fp32", *extra])
+        assert result.exit_code == 0, result.output
+        reports.append(json.loads(out.read_text()))
+    assert reports[1]["encoded"]["images"] == len(names)
+    for direction in ("text_to_image", "image_to_text"):
+        assert reports[1][direction] == reports[0][direction]
+    info = json.loads(CliRunner().invoke(cli.app, ["info", "--json", "--index",
+                                                   str(tmp_path / "ray")]).stdout)
+    assert info["last_run"]["runner"] == "ray"

@@ -40,6 +40,7 @@ class EvalOptions:
     through_index: bool = False  # also retrieve text -> image through the FAISS index
     skip_missing: bool = False  # leave out missing or unreadable images instead of failing
     decode: str = "exact"  # published numbers decode every image fully; auto: the shortcut
+    ray: str | None = None  # decode and encode the images on Ray (`search.ingest.cluster`)
 
 
 def evaluate(lib: Library, data: EvalSet, options: EvalOptions = EvalOptions(),
@@ -51,7 +52,7 @@ def evaluate(lib: Library, data: EvalSet, options: EvalOptions = EvalOptions(),
     data.drop_missing(options.skip_missing)
     # torch, never a measured engine: int8 could pass its tolerance on a probe and still
     # move a published number.
-    settings = IngestSettings(decode=options.decode, engine="torch")
+    settings = IngestSettings(decode=options.decode, engine="torch", ray=options.ray)
     indexed = lib.index_files(data.images, progress("images"), settings)
     ids, images = _image_vectors(lib, data, options.skip_missing)
     clock.lap("images")

@@ -27,7 +27,7 @@ import statistics
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -133,6 +133,11 @@ class ShardEncoder:
     def pid(self) -> int:
         return os.getpid()
 
+    def node(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
 
 @contextlib.contextmanager
 def ray_session(target: RayTarget) -> Iterator[None]:
@@ -188,23 +193,16 @@ class RayPool:
         Ray must be running (`ray_session`)."""
         import ray
 
-        resources = ray.cluster_resources()
-        gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
-        if target.address is None:
-            count, options = target.workers or cpus, {"num_cpus": 1}
-            setup = _with_threads(setup, 1)
-        elif gpus:
-            count, options = gpus, {"num_gpus": 1, "num_cpus": 1}
-            setup = _with_threads(setup, 2)
-        else:
-            count, options = max(1, cpus // CPUS_PER_ACTOR), {"num_cpus": CPUS_PER_ACTOR}
-            setup = _with_threads(setup, CPUS_PER_ACTOR)
         # Plain arguments (no object-store references), no Ray restarts: we replace actors.
-        self._actor_class = ray.remote(max_restarts=0, **options)(actor)
-        self._setup = setup
-        self._actors = [self._actor_class.remote(setup) for _ in range(count)]
+        self._actor_class = ray.remote(max_restarts=0)(actor)
+        self._slots = _placements(target, setup)
+        self._actors = [self._start(slot) for slot in range(len(self._slots))]
         self._times: list[float] = []
-        self.workers = count
+        self.workers = len(self._actors)
+
+    def _start(self, slot: int) -> Any:
+        options, setup = self._slots[slot]
+        return self._actor_class.options(**options).remote(setup)
 
     def close(self) -> None:
         import ray
@@ -217,6 +215,12 @@ class RayPool:
         import ray
 
         return ray.get([actor.pid.remote() for actor in self._actors])
+
+    def actor_nodes(self) -> list[str]:
+        """The Ray node each actor runs on."""
+        import ray
+
+        return ray.get([actor.node.remote() for actor in self._actors])
 
     def encoded(self, shards: Sequence[Sequence[str]]
                 ) -> Iterator[tuple[int, np.ndarray, list[str | None]]]:
@@ -275,11 +279,35 @@ class RayPool:
         load[slot] = 0
         with contextlib.suppress(Exception):
             ray.kill(self._actors[slot])
-        self._actors[slot] = self._actor_class.remote(self._setup)
+        self._actors[slot] = self._start(slot)
         queue.appendleft(shard)
 
 
-def _with_threads(setup: ActorSetup, threads: int) -> ActorSetup:
-    from dataclasses import replace
+def _placements(target: RayTarget, setup: ActorSetup) -> list[tuple[dict[str, Any], ActorSetup]]:
+    """(Ray options, setup) of each actor: `local:N` gets N one-thread actors; a cluster gets,
+    on each node, one actor per GPU, or without GPUs one per CPUS_PER_ACTOR CPUs (at least
+    one, sharing the node's CPUs), placed on that node while it lives (soft affinity: a
+    replacement may go elsewhere)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    return replace(setup, threads=threads)
+    if target.address is None:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        one = replace(setup, threads=1)
+        return [({"num_cpus": 1}, one)] * (target.workers or cpus)
+    slots = []
+    for node in ray.nodes():
+        resources = node.get("Resources", {})
+        cpus, gpus = int(resources.get("CPU", 0)), int(resources.get("GPU", 0))
+        if not node.get("Alive") or not (cpus or gpus):
+            continue
+        count = gpus or max(1, cpus // CPUS_PER_ACTOR)
+        per = max(1, cpus // count) if cpus else 0
+        options: dict[str, Any] = {"num_cpus": per, "scheduling_strategy":
+                                   NodeAffinitySchedulingStrategy(node["NodeID"], soft=True)}
+        if gpus:
+            options["num_gpus"] = 1
+        slots += [(options, replace(setup, threads=max(per, 1)))] * count
+    if not slots:
+        raise ClusterError("--ray: the cluster has no node with CPUs or GPUs")
+    return slots
