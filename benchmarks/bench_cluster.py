@@ -40,7 +40,8 @@ class SleepyEncoder:
     def __init__(self, setup: object) -> None:
         pass
 
-    def encode(self, paths: list[str]) -> tuple[np.ndarray, list[None]]:
+    def encode(self, paths: list[str], engine: str, margin: int
+               ) -> tuple[np.ndarray, list[None]]:
         time.sleep(SLEEP_S)
         return np.zeros((len(paths), 512), np.float32), [None] * len(paths)
 
@@ -57,7 +58,7 @@ def scaling() -> dict[int, float]:
 
     ray.init(num_cpus=8, include_dashboard=False, _node_ip_address="127.0.0.1",
              log_to_driver=False, configure_logging=False)
-    setup = ActorSetup("{}", "fp32", "torch-fp32", 0, 100.0, "", 1)
+    setup = ActorSetup("{}", "fp32", 100.0, "", 1)
     shards = [[f"photo{i}-{j}" for j in range(SHARD)] for i in range(SHARDS)]
     speeds = {}
     try:
@@ -65,7 +66,7 @@ def scaling() -> dict[int, float]:
             pool = RayPool(RayTarget(None, actors), setup, actor=SleepyEncoder)
             pool.actor_pids()  # started: actor start-up is not the scheduling's pace
             start = time.monotonic()
-            done = sum(len(vectors) for _, vectors, _ in pool.encoded(shards))
+            done = sum(len(vectors) for _, vectors, _ in pool.encoded(shards, "torch-fp32", 0))
             speeds[actors] = done / (time.monotonic() - start)
             pool.close()
     finally:

@@ -83,8 +83,8 @@ def test_a_killed_worker_costs_only_its_shard(
     real = cluster_module.RayPool.encoded
     killed = []
 
-    def kill_one_after_the_first_shard(pool, shards):  # noqa: ANN001, ANN202
-        for done in real(pool, shards):
+    def kill_one_after_the_first_shard(pool, shards, *choices):  # noqa: ANN001, ANN202
+        for done in real(pool, shards, *choices):
             if not killed:
                 pid = pool.actor_pids()[0]
                 os.kill(pid, signal.SIGKILL)

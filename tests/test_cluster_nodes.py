@@ -40,9 +40,9 @@ def test_a_two_node_cluster_runs_an_actor_on_each_node(
     nodes = []
     real = cluster_module.RayPool.encoded
 
-    def noting_nodes(pool, shards):  # noqa: ANN001, ANN202
+    def noting_nodes(pool, shards, *choices):  # noqa: ANN001, ANN202
         nodes.extend(pool.actor_nodes())
-        yield from real(pool, shards)
+        yield from real(pool, shards, *choices)
 
     monkeypatch.setattr(cluster_module.RayPool, "encoded", noting_nodes)
     paths = sorted(photos.iterdir())

@@ -157,9 +157,10 @@ class RayPool:
 
         return ray.get([actor.node.remote() for actor in self._actors])
 
-    def encoded(self, shards: Sequence[Sequence[str]]
+    def encoded(self, shards: Sequence[Sequence[str]], engine: str, margin: int
                 ) -> Iterator[tuple[int, np.ndarray, list[str | None]]]:
-        """(shard index, vectors, errors) for every shard, in the order they finish."""
+        """(shard index, vectors, errors) for every shard, in the order they finish, encoded
+        with `engine` (an EngineChoice name) after decoding with the JPEG `margin`."""
         import ray
 
         queue = deque(range(len(shards)))
@@ -170,7 +171,8 @@ class RayPool:
             for slot in range(len(self._actors)):
                 while queue and load[slot] < IN_FLIGHT:
                     shard = queue.popleft()
-                    ref = self._actors[slot].encode.remote(list(shards[shard]))
+                    ref = self._actors[slot].encode.remote(list(shards[shard]), engine,
+                                                           margin)
                     running[ref] = (shard, slot, time.monotonic())
                     load[slot] += 1
             ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)

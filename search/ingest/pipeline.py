@@ -127,24 +127,26 @@ class Indexer:
 
         size = self._settings.batch_size
         first, rest = items[:size], items[size:]
-        self._commit([self._preparer.prepare(item, set()) for item in first], report)
-        done = total - len(rest)
-        if progress:
-            progress(done, total)
         report.runner = "ray"
-        if not rest:
-            return
-        encoder, choice = self._encoder.get(), self._engine.choice
-        name = choice.name if choice else f"torch-{encoder.precision}"
-        setup = ActorSetup(encoder.spec.to_json(), encoder.precision, name,
-                           self._preparer.margin, self._settings.max_megapixels,
-                           default_cache_dir(), 1)
-        shards = [rest[i:i + size] for i in range(0, len(rest), size)]
-        pool = RayPool(RayTarget.parse(self._settings.ray or "local"), setup)
-        report.workers = pool.workers
+        pool = None
+        if rest:  # the actors load their model while this process makes its choices
+            encoder = self._encoder.get()
+            setup = ActorSetup(encoder.spec.to_json(), encoder.precision,
+                               self._settings.max_megapixels, default_cache_dir(), 1)
+            pool = RayPool(RayTarget.parse(self._settings.ray or "local"), setup)
+            report.workers = pool.workers
         try:
+            self._commit([self._preparer.prepare(item, set()) for item in first], report)
+            done = total - len(rest)
+            if progress:
+                progress(done, total)
+            if pool is None:
+                return
+            choice = self._engine.choice
+            engine = choice.name if choice else f"torch-{self._encoder.get().precision}"
+            shards = [rest[i:i + size] for i in range(0, len(rest), size)]
             paths = [[item.found.path for item in shard] for shard in shards]
-            for index, vectors, errors in pool.encoded(paths):
+            for index, vectors, errors in pool.encoded(paths, engine, self._preparer.margin):
                 for item, error in zip(shards[index], errors, strict=True):
                     item.error = error
                 self._commit(shards[index], report, vectors)
@@ -152,7 +154,8 @@ class Indexer:
                 if progress:
                     progress(done, total)
         finally:
-            pool.close()
+            if pool is not None:
+                pool.close()
 
     def _reuse(self, item: Work, gone: dict[str, FileRow], missing: dict[str, FileRow],
                report: IndexReport) -> bool:
