@@ -209,3 +209,24 @@ def test_cache_prune_removes_what_can_never_be_used_and_what_went_unused(
     with Library.open(str(indexed)) as lib:  # nothing an index needs was lost
         assert lib.query(["a sunny beach"], k=1)
     assert (good / META_FILE).is_file()  # the model load exported the tower again
+
+
+def test_a_failed_export_is_not_retried_until_the_software_changes(
+    tiny_encoder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from search.encoding import texttower
+
+    monkeypatch.setenv("CLIPSEARCH_CACHE", str(tmp_path / "cache"))
+    attempts = []
+
+    def failing(encoder, folder):  # noqa: ANN001, ANN202
+        attempts.append(folder)
+        raise RuntimeError("the exporter cannot trace this model")
+
+    monkeypatch.setattr(towerexport, "export_tower", failing)
+    texttower.CachedTower().save_from(tiny_encoder)
+    texttower.CachedTower().save_from(tiny_encoder)  # a later model load: not tried again
+    assert len(attempts) == 1
+    monkeypatch.setattr(texttower, "_torch_version", lambda: "99.0")  # torch upgraded
+    texttower.CachedTower().save_from(tiny_encoder)
+    assert len(attempts) == 2

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from indexes.atomic import TEMP_PREFIX
+from indexes.atomic import TEMP_PREFIX, atomic_write
 from indexes.errors import IndexBusy
 from indexes.lock import writer_lock
 from search.encoding.cache import tower_dir
@@ -42,6 +42,7 @@ GRAPH_FILE = "text_tower.onnx"
 WEIGHTS_FILE = GRAPH_FILE + ".data"  # the name the ONNX graph refers to its weights by
 META_FILE = "text_tower.json"  # written last: a folder without it holds no tower
 OLD_FILES = ("text_tower.pt",)  # the TorchScript tower of earlier versions
+FAILED_FILE = "export_failed.json"  # an export that failed: not retried by the same software
 FORMAT = 2
 PROBES = ["a dog", "kids building a sandcastle at dusk", "", "a diagram of a pipeline " * 8]
 TOLERANCE = {"fp32": 0.9999, "bf16": 0.999, "fp16": 0.999}  # min cosine vs the full model
@@ -257,15 +258,36 @@ class CachedTower:
         if not isinstance(encoder, ClipEncoder) or self._tower is not None:
             return
         folder = tower_dir(encoder.spec, encoder.precision)
-        if has_tower(folder, encoder.spec, encoder.precision):
+        if has_tower(folder, encoder.spec, encoder.precision) or \
+                export_failed(folder, encoder.spec, encoder.precision):
             return
         from search.encoding.towerexport import export_tower
 
         try:
             os.makedirs(folder, exist_ok=True)
             with contextlib.suppress(IndexBusy), writer_lock(folder):
-                if not has_tower(folder, encoder.spec, encoder.precision):  # not meanwhile
-                    export_tower(encoder, folder)
+                if not has_tower(folder, encoder.spec, encoder.precision) and \
+                        not export_tower(encoder, folder):  # not exportable, or not faithful
+                    _record_failure(folder, encoder, "the export does not match the model")
         except Exception as exc:  # noqa: BLE001 - a speed-up only: never fail a command
             # (an exporter failure can be any of torch.export's and onnx's own errors)
             log.warning("could not save the text tower in %s: %s", folder, exc)
+            _record_failure(folder, encoder, str(exc))
+
+
+def export_failed(folder: str, spec: ModelSpec, precision: str) -> bool:
+    """Whether exporting this tower failed before with this software (then it is not tried
+    again on every model load: an upgrade of torch or open_clip tries anew)."""
+    meta = matching_meta(folder, spec, precision, FAILED_FILE)
+    return meta is not None and meta.get("torch") == _torch_version()
+
+
+def _record_failure(folder: str, encoder: ClipEncoder, reason: str) -> None:
+    with contextlib.suppress(OSError):
+        atomic_write(os.path.join(folder, FAILED_FILE), json.dumps({
+            **identity(encoder.spec, encoder.precision), "torch": _torch_version(),
+            "reason": reason[:500]}).encode())
+
+
+def _torch_version() -> str:
+    return importlib.metadata.version("torch")
