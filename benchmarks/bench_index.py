@@ -144,8 +144,7 @@ def main() -> None:
     if not args.no_rclip:
         import rclip
 
-        with tempfile.TemporaryDirectory() as work:
-            seconds = rclip.index_seconds(folder, Path(work))
+        seconds = rclip.index_seconds(folder)
         print(f"(e) rclip 3.3.0 index, whole    {len(paths) / seconds:7.1f} images/s  "
               f"({seconds:.1f} s); ours/rclip = {seconds / t_m:.2f} (target >= 2.5; per unit "
               f"of compute, its 256 px input is 65 tokens to our 50: "

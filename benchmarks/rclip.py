@@ -22,6 +22,7 @@ Everything is cached under $CLIPSEARCH_BENCH (default /tmp/clipsearch-bench), ne
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 CACHE = Path(os.environ.get("CLIPSEARCH_BENCH", "/tmp/clipsearch-bench"))
@@ -136,19 +138,32 @@ def _fresh_index(photos: Path, datadir: Path) -> float:
     return seconds
 
 
-def index_seconds(photos: Path, workdir: Path) -> float:
+@contextlib.contextmanager
+def _work_in(workdir: Path | None) -> Iterator[Path]:
+    """`workdir`, or a temporary folder (removed afterwards) when None."""
+    if workdir is not None:
+        yield workdir
+        return
+    with tempfile.TemporaryDirectory(dir=CACHE) as made:
+        yield Path(made)
+
+
+def index_seconds(photos: Path, workdir: Path | None = None) -> float:
     """Wall time of the `rclip "a dog"` process that indexes `photos` from an empty index, with
     the model files local and in the page cache. rclip has no index-only command: this includes
     loading the text tower and answering the query (see query_seconds for that share)."""
-    return _fresh_index(photos, workdir / "rclip-index")
+    with _work_in(workdir) as work:
+        return _fresh_index(photos, work / "rclip-index")
 
 
-def query_seconds(photos: Path, workdir: Path, runs: int = 5) -> tuple[float, float]:
+def query_seconds(photos: Path, workdir: Path | None = None, runs: int = 5
+                  ) -> tuple[float, float]:
     """Median wall time and peak RSS (MiB, largest of the runs) of a cold `rclip --no-indexing
     "a dog"` process over `photos`, indexed once beforehand."""
-    datadir = workdir / "rclip-query"
-    _fresh_index(photos, datadir)
-    results = [_rclip(photos, datadir, "--no-indexing") for _ in range(runs)]
+    with _work_in(workdir) as work:
+        datadir = work / "rclip-query"
+        _fresh_index(photos, datadir)
+        results = [_rclip(photos, datadir, "--no-indexing") for _ in range(runs)]
     return statistics.median(s for s, _ in results), max(rss for _, rss in results)
 
 

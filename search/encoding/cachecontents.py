@@ -27,6 +27,8 @@ from search.errors import PathError
 from search.locations import default_cache_dir
 
 DAY = 86400.0
+# What the cache holds: kind -> (its subfolder, the meta file an intact export has).
+KINDS = {"text tower": (TOWERS, META_FILE), "image tower": (IMAGE_TOWERS, IMAGE_META_FILE)}
 
 
 @dataclass(frozen=True)
@@ -43,16 +45,16 @@ class CacheEntry:
 def cache_entries() -> list[CacheEntry]:
     """Every text and image tower in the cache, oldest use first."""
     entries = []
-    for kind, sub, meta_file in (("text tower", TOWERS, META_FILE),
-                                 ("image tower", IMAGE_TOWERS, IMAGE_META_FILE)):
+    for kind, (sub, _) in KINDS.items():
         root = os.path.join(default_cache_dir(), sub)
         with contextlib.suppress(OSError):
-            entries += [_entry(kind, os.path.join(root, name), meta_file)
+            entries += [_entry(kind, os.path.join(root, name))
                         for name in sorted(os.listdir(root))]
     return sorted((e for e in entries if e is not None), key=lambda e: e.last_used)
 
 
-def _entry(kind: str, folder: str, meta_file: str) -> CacheEntry | None:
+def _entry(kind: str, folder: str) -> CacheEntry | None:
+    meta_file = KINDS[kind][1]
     if not os.path.isdir(folder) or os.path.islink(folder):
         return None
     size, newest = 0, 0.0
@@ -94,15 +96,13 @@ def prune_cache(unused_days: float | None = None, now: float | None = None
     returns what was removed. An entry being exported right now (locked) is left alone."""
     cutoff = None if unused_days is None else (now or time.time()) - unused_days * DAY
     removed = []
-    meta_files = {"text tower": META_FILE, "image tower": IMAGE_META_FILE}
-
     def doomed(entry: CacheEntry | None) -> bool:
         unused = cutoff is not None and entry is not None and entry.last_used < cutoff
         return entry is not None and (entry.state != "ok" or unused)
 
     for entry in filter(doomed, cache_entries()):
         with contextlib.suppress(IndexBusy), writer_lock(entry.path):
-            now_entry = _entry(entry.kind, entry.path, meta_files[entry.kind])
+            now_entry = _entry(entry.kind, entry.path)
             if doomed(now_entry):  # an export may have completed it meanwhile
                 try:
                     shutil.rmtree(entry.path)

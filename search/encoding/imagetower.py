@@ -78,6 +78,12 @@ def _visual_module(visual: Any) -> Any:
     return Visual(visual).eval()
 
 
+def _float32_array(pixels: Any) -> np.ndarray:
+    """A torch tensor or array of pixels as the contiguous float32 array the runtimes take."""
+    array = pixels.numpy() if hasattr(pixels, "numpy") else np.asarray(pixels)
+    return np.ascontiguousarray(array, np.float32)
+
+
 class OnnxImageTower:
     """Pixels (N, 3, H, W float32) -> unit vectors with one of the exported graphs."""
 
@@ -86,8 +92,7 @@ class OnnxImageTower:
         self._session = onnx_session(os.path.join(folder, GRAPHS[variant]))
 
     def encode_images(self, pixels: Any) -> np.ndarray:
-        array = pixels.numpy() if hasattr(pixels, "numpy") else np.asarray(pixels)
-        (features,) = self._session.run(None, {"pixels": np.ascontiguousarray(array, np.float32)})
+        (features,) = self._session.run(None, {"pixels": _float32_array(pixels)})
         return unit(features)
 
 
@@ -105,8 +110,7 @@ class OpenVinoImageTower:
             {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"})
 
     def encode_images(self, pixels: Any) -> np.ndarray:
-        array = pixels.numpy() if hasattr(pixels, "numpy") else np.asarray(pixels)
-        result = self._model({"pixels": np.ascontiguousarray(array, np.float32)})
+        result = self._model({"pixels": _float32_array(pixels)})
         return unit(np.asarray(result[self._model.output(0)]))
 
 

@@ -11,6 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from search.encoding.engines import ENGINES
+
 Index = Annotated[Optional[str], typer.Option(
     "--index", help="Index folder (default: $CLIPSEARCH_INDEX or ~/.local/share/clipsearch).")]
 Model = Annotated[Optional[str], typer.Option(
@@ -56,8 +58,7 @@ Html = Annotated[Optional[Path], typer.Option(
     "--html", help="Also write a page of thumbnails to this file.")]
 UnusedDays = Annotated[Optional[float], typer.Option(
     min=0, help="Also remove towers no query has used for this many days.")]
-EngineMode = Enum("EngineMode", {e: e for e in ("auto", "torch", "onnxruntime", "openvino")},
-                  type=str)
+EngineMode = Enum("EngineMode", {e: e for e in ENGINES}, type=str)
 Engine = Annotated[EngineMode, typer.Option(
     envvar="CLIPSEARCH_ENGINE", help="What encodes the photos: auto (the fastest within "
     "tolerance of torch fp32, measured once per model and machine), torch, onnxruntime "
