@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 from collections.abc import Iterator
 
 from indexes.atomic import TEMP_PREFIX
@@ -33,8 +34,11 @@ def writer_lock(index_dir: str) -> Iterator[None]:
             ) from exc
         for name in os.listdir(index_dir):
             if name.startswith(TEMP_PREFIX):
+                path = os.path.join(index_dir, name)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)  # an on-disk merge's shards
                 with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(index_dir, name))
+                    os.unlink(path)
         yield
     finally:
         os.close(fd)

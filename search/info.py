@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from indexes.catalog import CATALOG_FILE, Catalog
-from indexes.vectors import INDEX_FILE, VectorStore, read_manifest
+from indexes.vectors import INDEX_FILE, VectorStore, read_manifest, stored_bytes
 from search.encoding.engines import ENGINE_KEY, EngineChoice
 from search.encoding.spec import ModelSpec
 from search.photos.draft import META_KEY as DECODE_KEY
@@ -51,7 +51,7 @@ def index_info(catalog: Catalog, index_dir: str) -> IndexInfo:
         skipped_reasons=dict(collections.Counter(reason for _, reason in skipped)),
         skipped_files=skipped,
         catalog_bytes=_size(os.path.join(index_dir, CATALOG_FILE)),
-        vector_bytes=_size(os.path.join(index_dir, INDEX_FILE)),
+        vector_bytes=_vector_bytes(index_dir),
         vector_index=_vector_index(catalog, index_dir),
         absent=[root for root in catalog.roots() if not os.path.isdir(root)],
         decode=json.loads(catalog.get_meta(DECODE_KEY) or "null"),
@@ -77,9 +77,16 @@ def _vector_index(catalog: Catalog, index_dir: str) -> dict[str, Any]:
     manifest = read_manifest(index_dir) or {}
     built = manifest.get("built", {})
     count = manifest.get("count") or 0
-    return {**built, "bytes_per_vector": round(manifest["bytes"] / count, 1) if count else None,
+    per_vector = round(stored_bytes(manifest) / count, 1) if count else None
+    return {**built, "bytes_per_vector": per_vector, "on_disk": "ivfdata" in manifest,
             "requested": settings.index_type, "max_memory": settings.max_memory or None,
             "stale_file": manifest.get("generation") != catalog.generation()}
+
+
+def _vector_bytes(index_dir: str) -> int:
+    """Every file of the FAISS index (an on-disk one's lists and delta too)."""
+    manifest = read_manifest(index_dir)
+    return stored_bytes(manifest) if manifest else _size(os.path.join(index_dir, INDEX_FILE))
 
 
 def _size(path: str) -> int:

@@ -47,7 +47,7 @@ def crashing(lib: Library, crasher: Crasher) -> Iterator[None]:
     """Checkpoints around every catalog transaction and inside every FAISS save."""
     catalog, store = lib._catalog, lib._store
     real_transaction, real_save = catalog.transaction, store.save
-    real_atomic_write = indexes.vectors.store.atomic_write
+    real_atomic_write = indexes.vectors.manifest.atomic_write
 
     @contextlib.contextmanager
     def transaction() -> Iterator[None]:
@@ -73,7 +73,7 @@ def crashing(lib: Library, crasher: Crasher) -> Iterator[None]:
     catalog.transaction = transaction
     store.save = save
     try:
-        with mock.patch.object(indexes.vectors.store, "atomic_write", atomic_write):
+        with mock.patch.object(indexes.vectors.manifest, "atomic_write", atomic_write):
             yield
     finally:
         del catalog.transaction, store.save

@@ -155,12 +155,13 @@ def test_with_ray_a_large_ivf_build_is_filled_in_shards_on_ray(
     with Library.open(str(tmp_path / "idx"), tiny_spec, create=True, precision="fp32") as lib:
         lib.index([str(many_photos)], settings=IngestSettings(batch_size=8, engine="torch",
                                                               ray="local:2"),
-                  vectors=VectorSettings("IVF4,Flat"))
+                  vectors=VectorSettings("IVF4,Flat", max_memory=1024))  # lists on disk
         info = lib.info()
         paths = sorted(many_photos.iterdir())
         firsts = [lib.query(images=[str(p)], k=1)[0].path for p in paths]
     assert mapped == [4]  # one map of 4 shards, run as Ray tasks
     assert info.vector_index["shards"] == 4 and info.vectors == COUNT
+    assert info.vector_index["on_disk"]
     assert firsts == [str(p) for p in paths]  # every photo finds itself first
 
 

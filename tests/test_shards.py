@@ -65,8 +65,7 @@ def test_an_on_disk_merge_still_loads_after_its_folder_moves(data, tmp_path: Pat
     blocks = [(ids[i:i + 5000], vectors[i:i + 5000]) for i in range(0, COUNT, 5000)]
     folder = tmp_path / "index"
     folder.mkdir()
-    merged = merge_on_disk(empty, filled_shards(empty, blocks, 4),
-                           str(folder / "vectors.ivfdata"))
+    merged = merge_on_disk(empty, filled_shards(empty, blocks, 4), str(folder))
     faiss.write_index(merged, str(folder / "vectors.faiss"))
     moved = tmp_path / "moved"
     shutil.move(str(folder), str(moved))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from indexes.catalog import Catalog
-from indexes.vectors import VectorIndex, VectorSettings, store
+from indexes.vectors import VectorIndex, VectorSettings, manifest, store
 from indexes.vectors.kinds import choose
 from indexes.vectors.tuning import exact_neighbours, recall_at_k
 
@@ -78,7 +78,7 @@ def test_a_saved_index_reloads_memory_mapped_and_answers_the_same(
 ) -> None:
     index = VectorIndex.build(catalog, DIM, VectorSettings(index_type="ivfpq", recall=0.9))
     store.save(index, str(tmp_path), catalog.generation())
-    monkeypatch.setattr(store, "MMAP_MIN_BYTES", 0)  # map even this small file
+    monkeypatch.setattr(manifest, "MMAP_MIN_BYTES", 0)  # map even this small file
     again = store.load_or_rebuild(
         str(tmp_path), catalog, DIM, VectorSettings("ivfpq"), writable=False
     )
@@ -168,7 +168,7 @@ def test_a_query_catches_up_with_rows_committed_after_the_file(
         raise AssertionError("a stale but intact file must be caught up, not rebuilt")
 
     monkeypatch.setattr(VectorIndex, "build", no_rebuild)
-    monkeypatch.setattr(store, "MMAP_MIN_BYTES", 0)  # the reader maps the file, as at scale
+    monkeypatch.setattr(manifest, "MMAP_MIN_BYTES", 0)  # the reader maps the file, as at scale
     for writable in (False, True):  # a query, and an index run after a kill -9
         loaded = store.load_or_rebuild(str(tmp_path), cat, DIM, VectorSettings(), writable=writable)
         _, ids = loaded.search(vectors[:1], 300)

@@ -14,8 +14,8 @@ as `VectorIndex` states it:
   first, -1 where fewer exist, restricted to `allowed` ids when given. Exact
   for flat; for the others recall@10 meets the tuned target on held-out vectors
   (the knob, then an exact re-rank of compressed codes, tuned at build).
-- `save` (`VectorStore.save`): the file and its manifest (catalog generation,
-  build record, CRC-32) are replaced atomically, the manifest last.
+- `save` (`VectorStore.save`): the files and their manifest (catalog generation,
+  build record, CRC-32 of each file) are replaced atomically, the manifest last.
 - `load` (`VectorStore.load`): the saved file if it matches its manifest,
   caught up from the catalog to the current generation; else rebuilt from the
   catalog. A lost or damaged file never loses data: the catalog is the truth.
@@ -23,8 +23,9 @@ as `VectorIndex` states it:
 
 from indexes.vectors.index import VectorIndex
 from indexes.vectors.kinds import KINDS, IndexSpec, choose
+from indexes.vectors.manifest import INDEX_FILE, MANIFEST_FILE, read_manifest, stored_bytes
 from indexes.vectors.settings import BuildRecord, VectorSettings
-from indexes.vectors.store import INDEX_FILE, MANIFEST_FILE, VectorStore, read_manifest
+from indexes.vectors.store import VectorStore
 
 __all__ = [
     "INDEX_FILE",
@@ -37,4 +38,5 @@ __all__ = [
     "VectorStore",
     "choose",
     "read_manifest",
+    "stored_bytes",
 ]

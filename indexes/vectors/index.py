@@ -15,10 +15,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from indexes.catalog import Catalog
-from indexes.vectors.kinds import training_size
+from indexes.vectors.kinds import default_max_memory, training_size
 from indexes.vectors.overlay import Overlay
 from indexes.vectors.settings import BuildRecord, VectorSettings, outgrown
-from indexes.vectors.shards import ShardMap, filled_shards, merge_in_memory
+from indexes.vectors.shards import (
+    Sharding,
+    filled_shards,
+    merge_in_memory,
+    merge_on_disk,
+    on_disk_wanted,
+    ondisk_lists,
+)
 from indexes.vectors.tuning import SAMPLE, exact_neighbours, tune
 
 if TYPE_CHECKING:
@@ -29,9 +36,13 @@ if TYPE_CHECKING:
 # (benchmarks/bench_cluster.py (c), 2 cores: 1M vectors into OPQ128,IVF4096,PQ128x8 in
 # 42.8 s; 4 shards on Ray + merge 46.0 s on the same cores, identical recall): shipping
 # the vectors to workers pays only with more cores than one machine has.
+# The merged lists go to an on-disk `.ivfdata` file when merging them in memory would not
+# fit the memory budget (`shards.on_disk_wanted`).
 SHARDED_MIN = 1_000_000
 SHARD_VECTORS = 250_000
-STALE_LIMIT = 0.10  # rebuild a graph index once a tenth of its entries are retired ids
+# Rebuild a graph index once a tenth of its entries are retired ids, and an on-disk index
+# once its overlay (changes since, searched exactly) holds a tenth as many as its lists.
+STALE_LIMIT = 0.10
 # Compressed codes: re-rank REFINE x k candidates exactly with the catalog's float vectors,
 # deeper when the codes alone cannot reach the recall target (tuned at build time).
 REFINE = (10, 20, 50)
@@ -44,7 +55,7 @@ class VectorIndex:
         self._index = index
         self.built = built
         self._catalog: Catalog | None = None  # full vectors, for re-ranking compressed codes
-        # A memory-mapped file cannot change: changes since go to an overlay (`overlay`).
+        # A memory-mapped file or on-disk lists cannot change: changes go to an overlay.
         self._overlay = Overlay(int(index.d)) if mapped else None
 
     def attach(self, catalog: Catalog) -> VectorIndex:
@@ -61,9 +72,10 @@ class VectorIndex:
 
     @classmethod
     def build(cls, catalog: Catalog, dim: int, settings: VectorSettings,
-              shard_map: ShardMap | None = None) -> VectorIndex:
+              sharding: Sharding | None = None) -> VectorIndex:
         """Train (if the kind needs it), add every catalog vector, tune the knob. With
-        `shard_map`, a large trained kind is filled in shards through it and merged."""
+        `sharding`, a large trained kind is filled in shards through it and merged, on
+        disk where merging in memory would not fit the memory budget."""
 
         count = catalog.counts()["vectors"]
         spec = settings.spec_for(count, dim)
@@ -73,10 +85,14 @@ class VectorIndex:
             sample = catalog.sample_vectors(training_size(spec, count), dim)
             index.train(sample)
             trained_on = len(sample)
-        if spec.trained and shard_map is not None and count >= SHARDED_MIN:
+        if spec.trained and sharding is not None and count >= SHARDED_MIN:
             shards = max(2, round(count / SHARD_VECTORS))
-            index = merge_in_memory(filled_shards(index, catalog.iter_vectors(dim), shards,
-                                                  shard_map))
+            filled = filled_shards(index, catalog.iter_vectors(dim), shards, sharding.map)
+            budget = settings.max_memory or default_max_memory()
+            if on_disk_wanted(count, _code_size(index), budget):
+                index = merge_on_disk(index, filled, sharding.folder)
+            else:
+                index = merge_in_memory(filled)
         else:
             for ids, vectors in catalog.iter_vectors(dim):
                 index.add_with_ids(vectors, ids)
@@ -85,7 +101,7 @@ class VectorIndex:
                             refine=REFINE[0] if "PQ" in spec.factory else 0,
                             requested=settings.index_type, max_id=catalog.max_vector_id(),
                             built_at=count, shards=shards)
-        result = cls(index, built).attach(catalog)
+        result = cls(index, built, mapped=ondisk_lists(index) is not None).attach(catalog)
         if spec.knob and count:
             result._tune(catalog, dim, settings.recall)
         return result
@@ -126,6 +142,12 @@ class VectorIndex:
     def faiss_index(self) -> faiss.Index:
         return self._index
 
+    def delta(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The changes held beside the FAISS index (ids, vectors, dropped ids), if any."""
+        if self._overlay is None or self._overlay.empty:
+            return None
+        return self._overlay.contents()
+
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if not len(ids):
             return
@@ -159,8 +181,10 @@ class VectorIndex:
         trained on (grown or shrunk 4x since), or too many entries are retired ids.
         Thresholds are one-way or 4x apart, so a collection hovering at a boundary
         never flip-flops."""
+        overlaid = self._overlay.count + self._overlay.dropped if self._overlay else 0
         return (outgrown(self.built, count, self.dim, settings)
-                or self.built.stale > STALE_LIMIT * max(self.count, 1))
+                or self.built.stale > STALE_LIMIT * max(self.count, 1)
+                or overlaid > STALE_LIMIT * max(int(self._index.ntotal), 1))
 
     def retune(self, catalog: Catalog, settings: VectorSettings) -> bool:
         """Tune the knob again for a new recall target; True if it did."""
@@ -236,6 +260,12 @@ def _one_thread(wanted: bool) -> Iterator[None]:
         yield
     finally:
         faiss.omp_set_num_threads(before)
+
+
+def _code_size(index: faiss.Index) -> int:
+    import faiss
+
+    return int(faiss.extract_index_ivf(index).code_size)
 
 
 def _make(dim: int, factory: str) -> faiss.Index:

@@ -1,9 +1,11 @@
-"""Changes to a memory-mapped FAISS index, kept beside it.
+"""Changes to a memory-mapped FAISS index or one with on-disk lists, kept beside it.
 
-A mapped file cannot change: FAISS aborts the process on a write to a mapped
-vector. A query process that catches a stale mapped file up with the catalog
-puts the rows added since into a small exact index here, and the ids retired
-since into a filter; searches merge the two with the file's hits.
+Neither can change: FAISS aborts the process on a write to a mapped vector or to
+read-only on-disk lists. A query process that catches a stale mapped file up
+with the catalog, or a writer adding to an on-disk index, puts the rows added
+since into a small exact index here, and the ids retired since into a filter;
+searches merge the two with the file's hits. An on-disk index saves these as
+its delta file (`indexes.vectors.manifest`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,15 @@ class Overlay:
         if self._added is None:
             self._added = faiss.IndexIDMap2(faiss.IndexFlatIP(self._dim))
         self._added.add_with_ids(vectors, ids)
+
+    def contents(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(added ids, their vectors, dropped ids), to save and restore."""
+        import faiss
+
+        if self._added is None:
+            return np.zeros(0, np.int64), np.zeros((0, self._dim), np.float32), self._dropped
+        return (faiss.vector_to_array(self._added.id_map).astype(np.int64),
+                self._added.index.reconstruct_n(0, self.count), self._dropped)
 
     def drop(self, ids: np.ndarray) -> None:
         self._dropped = np.union1d(self._dropped, ids)

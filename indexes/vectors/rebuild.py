@@ -15,16 +15,16 @@ import threading
 from indexes.catalog import Catalog
 from indexes.vectors.index import VectorIndex
 from indexes.vectors.settings import VectorSettings
-from indexes.vectors.shards import ShardMap
+from indexes.vectors.shards import Sharding
 
 
 class BackgroundBuild:
     """One rebuild on a daemon thread: an interrupted run simply abandons it."""
 
     def __init__(self, index_dir: str, dim: int, settings: VectorSettings,
-                 shard_map: ShardMap | None = None) -> None:
+                 sharding: Sharding | None = None) -> None:
         self._index_dir = index_dir
-        self._shard_map = shard_map
+        self._sharding = sharding
         self._dim = dim
         self._settings = settings
         self._built: VectorIndex | None = None
@@ -40,7 +40,7 @@ class BackgroundBuild:
             with catalog.snapshot():
                 self._generation = catalog.generation()
                 self._built = VectorIndex.build(catalog, self._dim, self._settings,
-                                                self._shard_map)
+                                                self._sharding)
         except BaseException as exc:  # handed to the run's thread by result()
             self._error = exc
         finally:

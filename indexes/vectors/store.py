@@ -1,67 +1,30 @@
-"""Saving and loading the FAISS index beside the catalog, and rebuilding it when needed.
-
-`vectors.faiss` is paired with `vectors.json`, a manifest holding the catalog
-generation it reflects, what its build measured, and a CRC-32 of the file.
-Both are replaced atomically (temp file, fsync, rename; the manifest last), so
-a crash leaves either the old pair or a mismatch that triggers a rebuild from
-the catalog. Losing or damaging the file never loses data.
-"""
+"""The FAISS index beside the catalog: loaded if its saved files are intact and current,
+rebuilt from the catalog when they are not (the files: `indexes.vectors.manifest`)."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
-import zlib
 from collections.abc import Callable
-from dataclasses import asdict
 
-from indexes.atomic import atomic_write, replacing
 from indexes.catalog import Catalog
 from indexes.errors import IndexBusy, IndexNotFound
 from indexes.lock import writer_lock
 from indexes.vectors.index import VectorIndex
+from indexes.vectors.manifest import READABLE_FORMATS, load_saved, read_manifest, same_files, save
 from indexes.vectors.rebuild import BackgroundBuild
 from indexes.vectors.settings import BuildRecord, VectorSettings, outgrown
-from indexes.vectors.shards import ShardMap
+from indexes.vectors.shards import Sharding, ShardMap
 
 log = logging.getLogger(__name__)
 
-INDEX_FILE = "vectors.faiss"
-MANIFEST_FILE = "vectors.json"
-FORMAT_VERSION = 3  # 3: max_id, requested, mtime_ns
-MMAP_MIN_BYTES = 64 << 20  # read-only loads map files this large instead of reading them
-FULL_CHECK_MAX_BYTES = 256 << 20  # read-only loads of larger files check size and mtime only
 EXACT = VectorSettings("flat")
 SETTINGS_KEY = "vectors"  # the catalog meta key holding VectorSettings as JSON
 
 
-def save(index: VectorIndex, index_dir: str, generation: int) -> None:
-    import faiss
-
-    path = os.path.join(index_dir, INDEX_FILE)
-    with replacing(path) as tmp:
-        faiss.write_index(index.faiss_index, tmp)
-        crc = _crc32(tmp)
-    st = os.stat(path)
-    manifest = {"format": FORMAT_VERSION, "generation": generation, "count": index.count,
-                "dim": index.dim, "crc32": crc, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
-                "built": asdict(index.built)}
-    atomic_write(os.path.join(index_dir, MANIFEST_FILE), json.dumps(manifest, indent=1).encode())
-
-
-def read_manifest(index_dir: str) -> dict | None:
-    try:
-        with open(os.path.join(index_dir, MANIFEST_FILE), "rb") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def load_or_rebuild(index_dir: str, catalog: Catalog, dim: int, settings: VectorSettings,
                     save_as: Callable[[VectorIndex, int], None] | None = None,
-                    writable: bool = True, shard_map: ShardMap | None = None) -> VectorIndex:
+                    writable: bool = True, sharding: Sharding | None = None) -> VectorIndex:
     """The index for the catalog's current generation, rebuilt from the catalog if needed.
 
     A rebuild reads one consistent snapshot (a writer may be committing) and is
@@ -69,7 +32,7 @@ def load_or_rebuild(index_dir: str, catalog: Catalog, dim: int, settings: Vector
     memory-mapped, so a query does not first read the whole index into RAM.
     """
     with catalog.snapshot():
-        loaded = _load(index_dir, dim, writable)
+        loaded = load_saved(index_dir, dim, writable)
         if loaded is not None:
             index, generation = loaded
             index.attach(catalog).catch_up(catalog, generation)  # what was committed since
@@ -84,7 +47,7 @@ def load_or_rebuild(index_dir: str, catalog: Catalog, dim: int, settings: Vector
                         "meanwhile (slower); run `clipsearch index` to rebuild it",
                         wanted.kind, index_dir)
             return VectorIndex.build(catalog, dim, EXACT)
-        index = VectorIndex.build(catalog, dim, settings, shard_map)
+        index = VectorIndex.build(catalog, dim, settings, sharding)
     if save_as is not None:
         save_as(index, generation)
     return index
@@ -95,69 +58,12 @@ def is_current(index_dir: str, catalog: Catalog, dim: int, settings: VectorSetti
     and was built for these settings at about this size (an interrupted run may have
     saved its flat start instead of the index it was rebuilding)."""
     manifest = read_manifest(index_dir)
-    if manifest is None or manifest.get("format") != FORMAT_VERSION:
+    if manifest is None or manifest.get("format") not in READABLE_FORMATS:
         return False
     return (manifest.get("generation") == catalog.generation()
-            and _same_file(os.path.join(index_dir, INDEX_FILE), manifest)
+            and same_files(index_dir, manifest)
             and not outgrown(BuildRecord(**manifest["built"]), catalog.counts()["vectors"], dim,
                              settings))
-
-
-def _load(index_dir: str, dim: int, writable: bool) -> tuple[VectorIndex, int] | None:
-    """The saved index if intact, with the catalog generation it reflects (the caller
-    catches it up with what was committed since)."""
-    import faiss
-
-    manifest = read_manifest(index_dir)
-    path = os.path.join(index_dir, INDEX_FILE)
-    if manifest is None or manifest.get("format") != FORMAT_VERSION:
-        return None  # never saved, saved in part, or by an older layout: rebuild
-    if not _intact(path, manifest, writable):
-        return None
-    flags = 0
-    if not writable and manifest["bytes"] >= MMAP_MIN_BYTES:
-        flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
-    try:
-        index = VectorIndex(faiss.read_index(path, flags), BuildRecord(**manifest["built"]),
-                            mapped=bool(flags))
-    except (RuntimeError, TypeError) as exc:
-        log.warning("%s cannot be read (%s); rebuilding it from the catalog", path, exc)
-        return None
-    if index.dim != dim or index.count != manifest.get("count") or not _same_file(path, manifest):
-        return None  # replaced while we read it: the next load will see a consistent pair
-    index.apply_knob()
-    return index, int(manifest.get("generation", -1))
-
-
-def _intact(path: str, manifest: dict, writable: bool) -> bool:
-    """The file the manifest describes. Writers and small files get a full CRC-32; a
-    query process skips reading a large file whole (it is mapped) and checks its size and
-    modification time instead."""
-    if not _same_file(path, manifest):
-        log.warning("%s does not match its manifest; rebuilding it from the catalog", path)
-        return False
-    if not writable and manifest["bytes"] >= FULL_CHECK_MAX_BYTES:
-        return True
-    if _crc32(path) != manifest.get("crc32"):
-        log.warning("%s is damaged (checksum mismatch); rebuilding it from the catalog", path)
-        return False
-    return True
-
-
-def _same_file(path: str, manifest: dict) -> bool:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    return (st.st_size, st.st_mtime_ns) == (manifest.get("bytes"), manifest.get("mtime_ns"))
-
-
-def _crc32(path: str) -> int:
-    crc = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(16 << 20):
-            crc = zlib.crc32(chunk, crc)
-    return crc
 
 
 class VectorStore:
@@ -227,14 +133,17 @@ class VectorStore:
     def load(self, catalog: Catalog, dim: int, writable: bool = True,
              save_as: Callable[[VectorIndex, int], None] | None = None) -> VectorIndex:
         return load_or_rebuild(self.index_dir, catalog, dim, self.settings, save_as, writable,
-                               self.shard_map)
+                               self._sharding())
 
     def save(self, index: VectorIndex, generation: int) -> None:
         save(index, self.index_dir, generation)
 
     def start_rebuild(self, dim: int) -> BackgroundBuild:
         """A new index built from a snapshot of the catalog on a thread (`rebuild`)."""
-        return BackgroundBuild(self.index_dir, dim, self.settings, self.shard_map)
+        return BackgroundBuild(self.index_dir, dim, self.settings, self._sharding())
+
+    def _sharding(self) -> Sharding | None:
+        return None if self.shard_map is None else Sharding(self.shard_map, self.index_dir)
 
     def finish(self, index: VectorIndex, catalog: Catalog) -> None:
         """After an index run: rebuild if the collection still outgrows the index, then save.
@@ -247,7 +156,7 @@ class VectorStore:
         if index.needs_rebuild(count, self.settings):
             with catalog.snapshot():
                 generation = catalog.generation()
-                index = VectorIndex.build(catalog, index.dim, self.settings, self.shard_map)
+                index = VectorIndex.build(catalog, index.dim, self.settings, self._sharding())
         else:
             generation = catalog.generation()
             index.retune(catalog, self.settings)  # a new --recall needs no rebuild
