@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +23,14 @@ from search.ingest import cluster as cluster_module
 from search.ingest.cluster import ClusterError
 
 ROOT = Path(__file__).resolve().parent.parent
-COUNT = 40  # the driver's first batch of 8, then 4 shards of 8 on Ray
+COUNT = 40  # the driver's first two batches of 8, then 3 shards of 8 on Ray
+
+
+@pytest.fixture(autouse=True)
+def ray_always_pays(monkeypatch: pytest.MonkeyPatch) -> None:
+    """40 photos take a second here, far less than Ray's start-up pays for: these tests
+    want Ray used all the same (one test below checks the rule itself)."""
+    monkeypatch.setenv("CLIPSEARCH_RAY_MIN_SECONDS", "0")
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +112,27 @@ def test_a_killed_worker_costs_only_its_shard(
     assert np.min(np.sum(stored * reference.images(paths), axis=1)) >= 0.9999
 
 
+def test_work_too_small_for_ray_is_encoded_without_starting_it(
+    many_photos: Path, tiny_spec: ModelSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    pytest.importorskip("ray")
+    monkeypatch.setenv("CLIPSEARCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CLIPSEARCH_RAY_MIN_SECONDS", "3600")  # an hour: more than 24 photos
+
+    def never(session):  # noqa: ANN001, ANN202
+        raise AssertionError("Ray started for work that does not pay for it")
+
+    monkeypatch.setattr(cluster_module.RaySession, "ensure", never)
+    with Library.open(str(tmp_path / "idx"), tiny_spec, create=True, precision="fp32") as lib:
+        report = lib.index([str(many_photos)], settings=IngestSettings(
+            batch_size=8, engine="torch", ray="local:2"))
+        info = lib.info()
+    assert report.runner == "local" and report.workers == 1 and report.encoded == COUNT
+    assert info.vectors == COUNT and info.last_run["runner"] == "local"
+    assert "encoding them in this process" in caplog.text
+
+
 def test_ray_without_ray_installed_says_how_to_install_it(
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -145,6 +174,7 @@ def test_with_ray_a_large_ivf_build_is_filled_in_shards_on_ray(
     from indexes.vectors import index as vector_index
 
     monkeypatch.setenv("CLIPSEARCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CLIPSEARCH_RAY_MIN_SECONDS", "3600")  # encoded here: only the build
     monkeypatch.setattr(kinds, "MIN_TRAIN", 10)  # 40 photos stand in for millions
     monkeypatch.setattr(vector_index, "SHARDED_MIN", 10)
     monkeypatch.setattr(vector_index, "SHARD_VECTORS", 10)
@@ -170,8 +200,12 @@ def test_eval_on_ray_reports_the_recall_of_one_machine(
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CLIPSEARCH_CACHE", str(tmp_path / "cache"))
+    images = tmp_path / "images"  # 72: two batches of 32 here, 8 on Ray
+    shutil.copytree(many_photos, images)
+    for i in range(COUNT, 72):
+        make_photo(images / f"p{i:02d}.png", seed=100 + i)
     table = tmp_path / "pairs.csv"
-    names = sorted(p.name for p in many_photos.iterdir())  # 40: Ray gets 8 of them
+    names = sorted(p.name for p in images.iterdir())
     table.write_text("filepath,caption\n" + "".join(
         f"{name},photo {i} of a scene\n{name},a picture numbered {i}\n"
         for i, name in enumerate(names)))
@@ -179,7 +213,7 @@ def test_eval_on_ray_reports_the_recall_of_one_machine(
     for name, extra in (("alone", []), ("ray", ["--ray", "local:2"])):
         out = tmp_path / f"{name}.json"
         result = CliRunner().invoke(cli.app, [
-            "eval", str(table), "--images-root", str(many_photos), "--k", "1", "5",
+            "eval", str(table), "--images-root", str(images), "--k", "1", "5",
             "--json", str(out), "--index", str(tmp_path / name), "--model",
             f"local-dir:{tiny_dir}", "--precision", "fp32", *extra])
         assert result.exit_code == 0, result.output

@@ -34,6 +34,7 @@ def test_a_two_node_cluster_runs_an_actor_on_each_node(
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CLIPSEARCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CLIPSEARCH_RAY_MIN_SECONDS", "0")  # Ray for 16 photos all the same
     photos = tmp_path / "photos"
     for i in range(24):
         make_photo(photos / f"p{i:02d}.png", seed=300 + i)

@@ -43,6 +43,7 @@ MIN_DEADLINE_S = 60.0
 IN_FLIGHT = 2  # shards queued per actor, so it never waits on the driver
 CPUS_PER_ACTOR = 4  # on a cluster without GPUs: one actor per this many CPUs
 BUILD_DEADLINE_S = 6 * 3600.0  # the sharded index build's adds, all shards together
+RAY_MIN_SECONDS = 20.0  # Ray pays for its start-up on work longer than this (`ray_pays`)
 
 
 class ClusterError(QueryError):
@@ -74,28 +75,69 @@ class RayTarget:
         return cls(value, None)
 
 
-@contextlib.contextmanager
-def ray_session(target: RayTarget) -> Iterator[None]:
+class RaySession:
     """Ray for one run: started for `local[:WORKERS]` (127.0.0.1, no dashboard) or joined
-    at an address, and left after; a Ray already running in this process is used as is."""
-    import ray
+    at an address on first use (`ensure`), and left at the end; a Ray already running in
+    this process is used as is."""
 
-    if ray.is_initialized():
-        yield
-        return
+    def __init__(self, target: RayTarget) -> None:
+        self.target = target
+        self._started = False
+
+    def ensure(self) -> None:
+        import ray
+
+        if ray.is_initialized():
+            return
+        try:
+            if self.target.address is None:
+                ray.init(num_cpus=self.target.workers or os.cpu_count() or 1,
+                         include_dashboard=False, _node_ip_address="127.0.0.1",
+                         log_to_driver=False, configure_logging=False)
+            else:
+                ray.init(address=self.target.address, log_to_driver=False,
+                         configure_logging=False)
+        except Exception as exc:  # noqa: BLE001 - ray raises many kinds; one clear line
+            raise ClusterError(f"--ray: cannot start or reach Ray ({exc})") from exc
+        self._started = True
+
+    def map(self, function: Any, arguments: Sequence[tuple]) -> list[Any]:
+        """`ray_map` on this session (the index build's ShardMap)."""
+        self.ensure()
+        return ray_map(function, arguments)
+
+    def pool(self, setup: ActorSetup) -> RayPool:
+        self.ensure()
+        return RayPool(self.target, setup)
+
+    def close(self) -> None:
+        if self._started:
+            import ray
+
+            ray.shutdown()  # stops a local Ray; only disconnects from a cluster
+
+
+@contextlib.contextmanager
+def ray_session(target: RayTarget) -> Iterator[RaySession]:
+    session = RaySession(target)
     try:
-        if target.address is None:
-            ray.init(num_cpus=target.workers or os.cpu_count() or 1, include_dashboard=False,
-                     _node_ip_address="127.0.0.1", log_to_driver=False,
-                     configure_logging=False)
-        else:
-            ray.init(address=target.address, log_to_driver=False, configure_logging=False)
-    except Exception as exc:  # noqa: BLE001 - ray raises many kinds; one clear line
-        raise ClusterError(f"--ray: cannot start or reach Ray ({exc})") from exc
-    try:
-        yield
+        yield session
     finally:
-        ray.shutdown()  # stops a local Ray; only disconnects from a cluster
+        session.close()
+
+
+def ray_pays(seconds_here: float, photos: int) -> bool:
+    """Whether to hand `photos` to Ray, which would take `seconds_here` in this process.
+    Ray's fixed cost, measured on 2 cores (`benchmarks/bench_cluster.py --only b`): start
+    3.2 s, each actor importing torch and loading the model 4.2 s, shutdown 1.4 s, ~9 s in
+    all; with N >= 2 workers Ray wins once the work here exceeds 9 s x N / (N - 1) <= 18 s.
+    Below RAY_MIN_SECONDS (or $CLIPSEARCH_RAY_MIN_SECONDS) the photos are encoded here."""
+    least = float(os.environ.get("CLIPSEARCH_RAY_MIN_SECONDS", RAY_MIN_SECONDS))
+    if seconds_here >= least:
+        return True
+    log.warning("--ray: the %d photos left take ~%.0f s here, less than Ray's start-up pays "
+                "for (%.0f s); encoding them in this process", photos, seconds_here, least)
+    return False
 
 
 def ray_map(function: Any, arguments: Sequence[tuple]) -> list[Any]:
@@ -125,7 +167,7 @@ class RayPool:
     def __init__(self, target: RayTarget, setup: ActorSetup,
                  actor: type = ShardEncoder) -> None:
         """`actor`: the class each actor runs (ShardEncoder; benchmarks pass a stand-in).
-        Ray must be running (`ray_session`)."""
+        Ray must be running (`RaySession.ensure`)."""
         import ray
 
         # Plain arguments (no object-store references), no Ray restarts: we replace actors.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +25,9 @@ from search.ingest.plan import Plan, Work
 from search.ingest.prepare import IngestSettings, LazyEncoder, Preparer
 from search.ingest.sync import Delta, VectorSync
 from search.photos.draft import DecodeChoice
+
+if TYPE_CHECKING:
+    from search.ingest.cluster import RaySession
 
 ProgressFn = Callable[[int, int], None]  # (files processed, files to process)
 
@@ -45,7 +49,7 @@ class IndexReport:
     seconds: float = 0.0
     engine: EngineChoice | None = None  # what encoded this run's photos (None: nothing)
     runner: str = "local"  # or ray: where the photos were decoded and encoded
-    workers: int = 1  # processes that encoded (Ray actors, besides the driver's first batch)
+    workers: int = 1  # processes that encoded (Ray actors, besides the driver's first batches)
 
     @property
     def nothing_to_do(self) -> bool:
@@ -58,8 +62,9 @@ class Indexer:
     def __init__(self, catalog: Catalog, store: VectorStore, load_encoder: Callable[[], Encoder],
                  settings: IngestSettings | None = None,
                  first_meta: Callable[[], dict[str, str]] = dict,
-                 margin: int | None = 0) -> None:
+                 margin: int | None = 0, ray: RaySession | None = None) -> None:
         self._catalog = catalog
+        self._ray = ray  # with --ray: photos past the first batches may be encoded there
         settings = settings or IngestSettings()
         self._encoder = LazyEncoder(load_encoder)
         self._preparer = Preparer(self._encoder, settings, margin)
@@ -100,7 +105,7 @@ class Indexer:
         gone = {row.fingerprint: row for row in missing.values()}
         batch: list[Work] = []
         remote: list[Work] = []  # with --ray: to encode there, after this loop
-        on_ray = self._settings.ray is not None
+        on_ray = self._ray is not None
         for done, item in enumerate(self._preparer.prepared(work, known, not on_ray), 1):
             known_content = item.error is None and item.fingerprint in known
             if not known_content or not self._reuse(item, gone, missing, report):
@@ -120,30 +125,30 @@ class Indexer:
 
     def _encode_on_ray(self, items: list[Work], total: int, report: IndexReport,
                        progress: ProgressFn | None) -> None:
-        """The first batch here (it makes the JPEG-shortcut check and the engine choice that
-        the actors then follow), the rest in shards on Ray (`search.ingest.cluster`)."""
-        from search.ingest.cluster import ActorSetup, RayPool, RayTarget
+        """Two batches here: the first makes the JPEG-shortcut check and the engine choice
+        that the actors then follow, the second times this process. The rest goes to Ray
+        in shards (`search.ingest.cluster`) if that time says Ray pays for its start-up;
+        else it is encoded here too."""
+        from search.ingest.cluster import ActorSetup, ray_pays
         from search.locations import default_cache_dir
 
+        assert self._ray is not None
         size = self._settings.batch_size
-        first, rest = items[:size], items[size:]
-        report.runner = "ray"
-        pool = None
-        if rest:  # the actors load their model while this process makes its choices
-            encoder = self._encoder.get()
-            setup = ActorSetup(encoder.spec.to_json(), encoder.precision,
-                               self._settings.max_megapixels, default_cache_dir(), 1)
-            pool = RayPool(RayTarget.parse(self._settings.ray or "local"), setup)
-            report.workers = pool.workers
+        done = self._encode_here(items[:size], total - len(items), total, report, progress)
+        timed = time.monotonic()
+        done = self._encode_here(items[size:2 * size], done, total, report, progress)
+        per_photo = (time.monotonic() - timed) / max(len(items[size:2 * size]), 1)
+        rest = items[2 * size:]
+        if not rest or not ray_pays(per_photo * len(rest), len(rest)):
+            self._encode_here(rest, done, total, report, progress)
+            return
+        encoder = self._encoder.get()
+        pool = self._ray.pool(ActorSetup(encoder.spec.to_json(), encoder.precision,
+                                         self._settings.max_megapixels, default_cache_dir(), 1))
+        report.runner, report.workers = "ray", pool.workers
         try:
-            self._commit([self._preparer.prepare(item, set()) for item in first], report)
-            done = total - len(rest)
-            if progress:
-                progress(done, total)
-            if pool is None:
-                return
             choice = self._engine.choice
-            engine = choice.name if choice else f"torch-{self._encoder.get().precision}"
+            engine = choice.name if choice else f"torch-{encoder.precision}"
             shards = [rest[i:i + size] for i in range(0, len(rest), size)]
             paths = [[item.found.path for item in shard] for shard in shards]
             for index, vectors, errors in pool.encoded(paths, engine, self._preparer.margin):
@@ -154,8 +159,20 @@ class Indexer:
                 if progress:
                     progress(done, total)
         finally:
-            if pool is not None:
-                pool.close()
+            pool.close()
+
+    def _encode_here(self, items: list[Work], done: int, total: int, report: IndexReport,
+                     progress: ProgressFn | None) -> int:
+        """Decode and encode `items` in this process, a batch at a time; returns `done`
+        advanced past them."""
+        size = self._settings.batch_size
+        for start in range(0, len(items), size):
+            batch = items[start:start + size]
+            self._commit([self._preparer.prepare(item, set()) for item in batch], report)
+            done += len(batch)
+            if progress:
+                progress(done, total)
+        return done
 
     def _reuse(self, item: Work, gone: dict[str, FileRow], missing: dict[str, FileRow],
                report: IndexReport) -> bool:

@@ -8,6 +8,7 @@ import json
 import os
 import time
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from indexes.catalog import Catalog
 from indexes.lock import writer_lock
@@ -22,6 +23,9 @@ from search.ingest.plan import Plan, plan, plan_files
 from search.ingest.prepare import IngestSettings
 from search.locations import check_folders, outermost, resolve_index_dir
 from search.photos import decoder_signature, draft
+
+if TYPE_CHECKING:
+    from search.ingest.cluster import RaySession
 
 
 class IngestRunner:
@@ -69,9 +73,9 @@ class IngestRunner:
              start: float) -> IndexReport:
         # Undecided (None), the JPEG shortcut is checked on this run's first photo to decode.
         margin = draft.margin_for(self._catalog, settings.decode)
-        indexer = Indexer(self._catalog, self._store, self._session.encoder, settings,
-                          self._session.identity_meta, margin)
-        with _on_ray(settings, self._store):
+        with _on_ray(settings, self._store) as ray:
+            indexer = Indexer(self._catalog, self._store, self._session.encoder, settings,
+                              self._session.identity_meta, margin, ray)
             report = indexer.run(todo, progress)
         report.seconds = time.monotonic() - start  # the scan included
         with self._catalog.transaction():
@@ -98,17 +102,18 @@ class IngestRunner:
 
 
 @contextlib.contextmanager
-def _on_ray(settings: IngestSettings, store: VectorStore) -> Iterator[None]:
-    """With --ray: a Ray session for the run, and large index builds sharded on it."""
+def _on_ray(settings: IngestSettings, store: VectorStore) -> Iterator[RaySession | None]:
+    """With --ray: a Ray session for the run (started when first used), on which large index
+    builds are sharded too."""
     if settings.ray is None:
-        yield
+        yield None
         return
-    from search.ingest.cluster import RayTarget, ray_map, ray_session
+    from search.ingest.cluster import RayTarget, ray_session
 
-    with ray_session(RayTarget.parse(settings.ray)):
-        store.shard_map = ray_map
+    with ray_session(RayTarget.parse(settings.ray)) as session:
+        store.shard_map = session.map
         try:
-            yield
+            yield session
         finally:
             store.shard_map = None
 
