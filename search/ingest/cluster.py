@@ -89,6 +89,10 @@ class RaySession:
 
         if ray.is_initialized():
             return
+        # Ray announces, on stdout, that a local Ray uses its default token authentication:
+        # not a concern of this run's output (which may be JSON).
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+            logging.ERROR)
         try:
             if self.target.address is None:
                 ray.init(num_cpus=self.target.workers or os.cpu_count() or 1,
