@@ -157,11 +157,19 @@ def test_index_built_before_the_move_describes_a_photo_the_same(premove, tiny_en
     assert_untouched(premove)
 
 
-def test_a_new_catalog_has_the_same_schema_as_one_made_before_the_move(tmp_path: Path) -> None:
-    # The schema steps became named migrations: each table must still be created exactly as
-    # before (same SQL, same version), or old and new indexes would differ on disk.
+def test_a_new_catalog_has_the_same_schema_as_one_made_before_the_move_upgraded(
+    tmp_path: Path
+) -> None:
+    # The schema steps are named migrations: an old catalog, once a writer upgrades it,
+    # must hold exactly the tables of a new one (same SQL, same version).
     from indexes.catalog import Catalog
 
+    old = tmp_path / "old"
+    old.mkdir()
+    shutil.copy(FIXTURE / "catalog.sqlite", old / "catalog.sqlite")
+    upgraded = Catalog.open(str(old))
+    upgraded.upgrade()
+    upgraded.close()
     Catalog.open(str(tmp_path), create=True).close()
 
     def schema(folder: Path) -> tuple[int, dict[str, str]]:
@@ -169,4 +177,5 @@ def test_a_new_catalog_has_the_same_schema_as_one_made_before_the_move(tmp_path:
             tables = dict(conn.execute("SELECT name, sql FROM sqlite_master"))
             return conn.execute("PRAGMA user_version").fetchone()[0], tables
 
-    assert schema(tmp_path) == schema(FIXTURE)
+    assert schema(tmp_path) == schema(old)
+    assert schema(FIXTURE)[0] < schema(tmp_path)[0]  # the fixture really was older

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 from indexes.catalog.connection import CheckedConnection
 from indexes.catalog.files import FileRow, FileTable
+from indexes.catalog.metadata import Metadata
 from indexes.catalog.migrations import SCHEMA_VERSION, migrate
 from indexes.catalog.texts import Texts
 from indexes.catalog.unlisted import Unlisted
@@ -35,6 +36,8 @@ class Catalog(FileTable):
         self.path = path
         self.texts = Texts(conn)  # the describe corpus and the caption cache
         self.unlisted = Unlisted(conn)  # entries scans could not list, with reasons
+        self.metadata = Metadata(conn, self.has_table)  # capture time, camera, place, size
+        self._version = SCHEMA_VERSION
 
     @classmethod
     def open(cls, index_dir: str, create: bool = False) -> Catalog:
@@ -52,21 +55,34 @@ class Catalog(FileTable):
             conn.execute("PRAGMA journal_mode=WAL")  # readers see a snapshot while indexing
             conn.execute("PRAGMA synchronous=NORMAL")
             catalog = cls(conn, path)
-            catalog._migrate()
+            catalog._check_version(upgrade=create)
         except sqlite3.DatabaseError as exc:  # e.g. not an SQLite file at all
             raise IndexFormatError(f"{path}: damaged catalog ({exc})") from exc
         return catalog
 
-    def _migrate(self) -> None:
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
+    def _check_version(self, upgrade: bool) -> None:
+        """Refuse a newer schema. An older one is upgraded by the first write (or `upgrade`),
+        never by opening to read: a query leaves an index as it found it (it may be on
+        read-only storage), and reads of tables it lacks find nothing."""
+        self._version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if self._version > SCHEMA_VERSION:
             raise IndexFormatError(
-                f"{self.path} was written by a newer clipsearch (schema {version}, this one "
-                f"reads {SCHEMA_VERSION}); upgrade clipsearch"
+                f"{self.path} was written by a newer clipsearch (schema {self._version}, this "
+                f"one reads {SCHEMA_VERSION}); upgrade clipsearch"
             )
-        if version < SCHEMA_VERSION:
+        if upgrade:
+            self.upgrade()
+
+    def upgrade(self) -> None:
+        """Run the schema steps this catalog lacks (writers call it before their first read)."""
+        if self._version < SCHEMA_VERSION:
             with self.transaction():
-                migrate(self._conn, version)
+                pass  # the transaction runs them
+
+    def has_table(self, name: str) -> bool:
+        """False for a table of a schema step this catalog has not had yet."""
+        return self._conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                                  (name,)).fetchone() is not None
 
     def close(self) -> None:
         self._conn.close()
@@ -76,6 +92,9 @@ class Catalog(FileTable):
         """One atomic write; a crash or Ctrl-C inside it leaves nothing half-done."""
         self._conn.execute("BEGIN IMMEDIATE")
         try:
+            if self._version < SCHEMA_VERSION:  # an older catalog's first write upgrades it
+                migrate(self._conn, self._version)
+                self._version = SCHEMA_VERSION
             yield
         except BaseException:
             self._conn.execute("ROLLBACK")

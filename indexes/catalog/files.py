@@ -113,6 +113,7 @@ class FileTable:
             "INSERT OR IGNORE INTO retired SELECT id, ? FROM files WHERE id=? AND vector NOT NULL",
             ((generation, i) for i in ids))
         self._conn.executemany("DELETE FROM files WHERE id=?", ((i,) for i in ids))
+        self._conn.executemany("DELETE FROM metadata WHERE id=?", ((i,) for i in ids))
 
     def retired_since(self, generation: int) -> np.ndarray:
         """Ids whose vectors left at `generation` or later (a file saved at it still has them)."""

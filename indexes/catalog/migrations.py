@@ -55,11 +55,29 @@ def m004_unlisted(conn: CheckedConnection) -> None:
                  "(path TEXT PRIMARY KEY, reason TEXT NOT NULL)")
 
 
+def m005_metadata(conn: CheckedConnection) -> None:
+    """What each photo's headers say (`indexes.catalog.metadata`); an index made before this
+    step gets its rows from the next `index` run, which reads headers only."""
+    conn.execute("""CREATE TABLE IF NOT EXISTS metadata (
+    id INTEGER PRIMARY KEY,  -- files.id
+    taken_wall TEXT,         -- the photo's wall-clock time: filters and sorting
+    taken TEXT,              -- ISO 8601, with the UTC offset when known
+    taken_source TEXT NOT NULL,  -- exif or mtime
+    camera TEXT,
+    lat REAL,
+    lon REAL,
+    width INTEGER,
+    height INTEGER
+)""")
+    conn.execute("CREATE INDEX IF NOT EXISTS metadata_taken ON metadata (taken_wall)")
+
+
 MIGRATIONS: tuple[Callable[[CheckedConnection], None], ...] = (
     m001_create_tables,
     m002_text_cache,
     m003_retired,
     m004_unlisted,
+    m005_metadata,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -24,6 +24,7 @@ from search.errors import Interrupted
 from search.ingest.plan import Plan, Work
 from search.ingest.prepare import IngestSettings, LazyEncoder, Preparer
 from search.ingest.sync import Delta, VectorSync
+from search.photos import read_metadata
 from search.photos.draft import DecodeChoice
 
 if TYPE_CHECKING:
@@ -221,6 +222,7 @@ class Indexer:
         file_id = self._catalog.put_file(f.path, f.size, f.mtime_ns, item.fingerprint,
                                          vector, error)
         if vector is not None:
+            self._catalog.metadata.put(file_id, item.meta or read_metadata(f.path, f.mtime_ns))
             delta.added.append(file_id)
             delta.vectors.append(vector)
         else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from indexes.catalog import Catalog, FileRow
+from indexes.catalog import Catalog, FileRow, PhotoMeta
 from search.errors import NoImagesFound
 from search.ingest.walk import FoundFile, scan
 from search.photos import IMAGE_EXTENSIONS, os_error_reason
@@ -20,6 +20,7 @@ class Work:
     fingerprint: str = ""
     pixels: object = None  # a preprocessed tensor, once decoded
     error: str | None = None
+    meta: PhotoMeta | None = None  # what its headers say (capture time, camera, place, size)
 
 
 @dataclass

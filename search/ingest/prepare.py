@@ -13,7 +13,7 @@ from search.encoding.encoder import Encoder
 from search.encoding.engines import ENGINES
 from search.errors import ImageDecodeError, QueryError
 from search.ingest.plan import Work
-from search.photos import DEFAULT_MAX_MEGAPIXELS, draft, load_rgb
+from search.photos import DEFAULT_MAX_MEGAPIXELS, draft, load_rgb, read_metadata
 from search.photos.draft import DecodeChoice, draft_floor
 
 
@@ -118,6 +118,7 @@ class Preparer:
         except OSError as exc:
             item.error = f"cannot read file: {exc.strerror or exc}"
             return item
+        item.meta = read_metadata(path, item.found.mtime_ns)  # headers only
         if item.fingerprint in known or not with_pixels:
             return item
         try:

@@ -18,6 +18,7 @@ from search.encoding.session import ModelSession
 from search.encoding.texttower import forget_tower
 from search.errors import FolderNotFound
 from search.info import LAST_RUN_KEY
+from search.ingest.headers import fill_missing_metadata
 from search.ingest.pipeline import Indexer, IndexReport, ProgressFn
 from search.ingest.plan import Plan, plan, plan_files
 from search.ingest.prepare import IngestSettings
@@ -44,10 +45,12 @@ class IngestRunner:
         roots = outermost(check_folders(folders) or self._present_roots())
         start = time.monotonic()
         with writer_lock(self._index_dir):
+            self._catalog.upgrade()
             refit = vectors is not None and self._store.refit(self._catalog, vectors)
             todo = plan(self._catalog, roots, settings.include_hidden,
                         require_images=bool(folders), retry_errors=self._decoders_changed())
             report = self._run(todo, progress, settings, start)
+            fill_missing_metadata(self._catalog, settings.workers)  # older indexes: headers
             if not (todo.work or todo.missing):  # the run saved nothing: rebuild if needed
                 self._store.settle(self._catalog, force=refit)
             with self._catalog.transaction():
@@ -62,6 +65,7 @@ class IngestRunner:
         """Index exactly these files (a benchmark's images); nothing else is pruned."""
         start = time.monotonic()
         with writer_lock(self._index_dir):
+            self._catalog.upgrade()
             todo = plan_files(self._catalog, list(paths), self._decoders_changed())
             return self._run(todo, progress, settings, start)
 

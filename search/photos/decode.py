@@ -66,7 +66,7 @@ def load_rgb(
     name = os.fspath(path)
     if is_heif_name(name) and not register_heif():
         raise ImageDecodeError(name, NO_HEIF_REASON)
-    with os.fdopen(_open_photo_file(name), "rb") as f:
+    with os.fdopen(open_photo_file(name), "rb") as f:
         return _decode(f, name, max_megapixels, min_side)
 
 
@@ -101,7 +101,7 @@ def os_error_reason(err: OSError) -> str:
     return f"cannot read file: {err.strerror or err}"
 
 
-def _open_photo_file(name: str) -> int:
+def open_photo_file(name: str) -> int:
     """Open for reading and return the descriptor, or raise for anything not a photo file."""
     try:
         # O_NONBLOCK so that a FIFO named "x.jpg" cannot hang us in open().
