@@ -7,35 +7,27 @@ Ctrl-C or SIGTERM and closes everything on the way out.
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Callable
 
 from search.errors import CannotListen
 from search.library import Library
 from search.web.client import state_path
-from search.web.server import Server, serve_forever
+from search.web.limits import Limits
+from search.web.server import Server, Tls, serve_forever
 from search.web.service import SearchService
 
 
-class _Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that it leaves through the same cleanup as Ctrl-C.
-
-    A BaseException, as KeyboardInterrupt is: socketserver catches Exception around
-    handing a request to its thread, and would log this one and keep serving."""
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise _Terminated
-
-
 def serve(open_library: Callable[[], Library], host: str, port: int, token: str | None,
-          open_page: bool, announce: Callable[[str, str], None]) -> bool:
+          open_page: bool, announce: Callable[[str, str], None],
+          tls: Tls | None = None, limits: Limits = Limits()) -> bool:
     """Serve the search page and HTTP API of one index until Ctrl-C or SIGTERM.
 
     ``open_library`` runs on the service's own thread. ``announce(index_dir, url)``
     is called once the server listens, before it answers. ``open_page`` opens the
-    page in a browser (with the token, so the browser gets its cookie). However it
-    stops, the server, its state file and the Library are closed.
+    page in a browser, logged in with a one-time code rather than the token (a
+    browser's command line is visible to every user of the machine). However it
+    stops, the server, its state file and the Library are closed; requests in
+    flight get ``limits.graceful`` seconds to finish.
 
     Returns:
         True when Ctrl-C stopped it; False for SIGTERM (or ``server.shutdown()``).
@@ -52,30 +44,20 @@ def serve(open_library: Callable[[], Library], host: str, port: int, token: str 
     service = SearchService(open_library)
     try:
         try:
-            server = Server(service, host, port, token)
+            server = Server(service, host, port, token, limits, tls)
         except OSError as exc:
             raise CannotListen(host, port, exc.strerror) from None
         service.warm()
-        return _serve_until_stopped(server, service.index_dir, token, open_page, announce)
-    finally:
-        service.close()
-
-
-def _serve_until_stopped(server: Server, index_dir: str, token: str | None, open_page: bool,
-                         announce: Callable[[str, str], None]) -> bool:
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        announce(index_dir, server.url)
+        announce(service.index_dir, server.url)
         if open_page:
             import webbrowser
 
-            webbrowser.open(server.url + (f"/?token={token}" if token else ""))
-        serve_forever(server, state_path(index_dir))
-        return False
-    except KeyboardInterrupt:
-        return True  # Ctrl-C is how a person stops it: not an error
-    except _Terminated:
-        return False  # a service manager stopping it: a normal end, not an error
+            webbrowser.open(server.url + (f"/?login={server.guard.login_code()}" if token
+                                          else ""))
+        try:
+            serve_forever(server, state_path(service.index_dir))
+        except KeyboardInterrupt:
+            return True  # Ctrl-C before the loop took over the signal: still a person's stop
+        return server.stopped_by_ctrl_c
     finally:
-        # Past this point SIGTERM acts as it did before serve() (by default: ends the process).
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        service.close()
