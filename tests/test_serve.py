@@ -6,8 +6,13 @@ import contextlib
 import http.client
 import io
 import json
+import shutil
 import signal
+import subprocess
 import threading
+import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -290,3 +295,78 @@ def test_a_signal_while_a_request_is_in_flight_stops_serve_cleanly(
         watchdog.cancel()
     assert stopped_by_ctrl_c is by_ctrl_c and answered == [200]
     assert not (tmp_path / "index" / "serve.json").exists()
+
+
+def self_signed(folder: Path) -> Tls:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl missing")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "2", "-subj", "/CN=photos.lan",
+                    "-addext", "subjectAltName=DNS:photos.lan"], check=True, capture_output=True)
+    return Tls(str(cert), str(key))
+
+
+def test_under_tls_query_talks_https_trusting_exactly_the_served_certificate(
+    site: Server, tmp_path: Path, tiny_spec, counting
+) -> None:
+    from search.web import ask_server, serve_forever, state_path
+
+    index = str(tmp_path / "index")
+    tls = self_signed(tmp_path)
+    service = SearchService(lambda: Library.open(index, tiny_spec,
+                                                 load=lambda spec, precision: counting))
+    secure = Server(service, "127.0.0.1", 0, "s3cret", Limits(), tls)
+    thread = threading.Thread(target=serve_forever, args=(secure, state_path(index)),
+                              daemon=True)
+    thread.start()
+    try:
+        assert secure.url.startswith("https://")
+        for _ in range(1000):  # serve_forever writes the state file first
+            if json.loads(Path(state_path(index)).read_text())["instance"] == secure.instance:
+                break
+            time.sleep(0.01)
+        # Issued for photos.lan, reached at 127.0.0.1: the pinned certificate is what counts.
+        hits = ask_server(index, ["night"], [], 3, None, None)
+        assert hits and len(hits) == 3
+        # The system's trust store does not know it.
+        with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+            urllib.request.urlopen(secure.url + "/api/info", timeout=10)
+        plain = http.client.HTTPConnection(*secure.server_address, timeout=10)
+        with pytest.raises((http.client.HTTPException, OSError)):
+            plain.request("GET", "/api/info")  # plain http to the TLS port gets no answer
+            plain.getresponse()
+        (tmp_path / "other").mkdir()
+        other = self_signed(tmp_path / "other")
+        state = json.loads(Path(state_path(index)).read_text())
+        Path(state_path(index)).write_text(json.dumps({**state, "cert": other.cert}))
+        assert ask_server(index, ["night"], [], 3, None, None) is None  # another cert: refused
+    finally:
+        secure.shutdown()
+        thread.join(10)
+        service.close()
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["--tls-cert", "cert.pem"], "--tls-key"),
+    (["--tls-cert", "missing.pem", "--tls-key", "missing.key"], "--tls-cert"),
+    (["--token-file", "missing.txt"], "--token-file"),
+    (["--token-file", "empty.txt"], "--token-file"),
+    (["--token-file", "token.txt", "--token", "x"], "--token-file"),
+])
+def test_serve_reports_bad_secrets_in_one_line_naming_the_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], named: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty.txt").write_text("\n")
+    (tmp_path / "token.txt").write_text("s3cret\n")
+    code, _, err = run("serve", "--index", str(tmp_path / "index"), *args)
+    assert code != 0 and named in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_token_file_supplies_the_token(tmp_path: Path) -> None:
+    from search.web import secrets_from
+
+    (tmp_path / "token.txt").write_text("s3cret\nignored\n")
+    assert secrets_from(None, str(tmp_path / "token.txt"), None, None) == ("s3cret", None)

@@ -16,18 +16,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from search.web.client import ask_server, state_path
     from search.web.limits import Limits
-    from search.web.run import serve
+    from search.web.run import secrets_from, serve
     from search.web.server import Server, Tls, serve_forever
     from search.web.service import NotFound, SearchService
 
 # Each name's module, imported on first use: every `clipsearch query` asks for the
 # client, and should not also load Starlette and hypercorn for the server.
-_HOMES = {"ask_server": "client", "state_path": "client", "serve": "run", "Server": "server",
-          "serve_forever": "server", "Tls": "server", "Limits": "limits",
+_HOMES = {"ask_server": "client", "state_path": "client", "serve": "run", "secrets_from": "run",
+          "Server": "server", "serve_forever": "server", "Tls": "server", "Limits": "limits",
           "NotFound": "service", "SearchService": "service"}
 
-__all__ = ["Limits", "NotFound", "SearchService", "Server", "Tls", "ask_server", "serve",
-           "serve_forever", "state_path"]
+__all__ = ["Limits", "NotFound", "SearchService", "Server", "Tls", "ask_server", "secrets_from",
+           "serve", "serve_forever", "state_path"]
 
 
 def __getattr__(name: str) -> Any:

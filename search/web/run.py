@@ -7,9 +7,10 @@ Ctrl-C or SIGTERM and closes everything on the way out.
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Callable
 
-from search.errors import CannotListen
+from search.errors import CannotListen, QueryError
 from search.library import Library
 from search.web.client import state_path
 from search.web.limits import Limits
@@ -61,3 +62,34 @@ def serve(open_library: Callable[[], Library], host: str, port: int, token: str 
         return server.stopped_by_ctrl_c
     finally:
         service.close()
+
+
+def secrets_from(token: str | None, token_file: str | None, tls_cert: str | None,
+                 tls_key: str | None) -> tuple[str | None, Tls | None]:
+    """The token (from ``--token``/``$CLIPSEARCH_TOKEN`` or ``--token-file``) and TLS files.
+
+    Raises QueryError naming the option at fault: both token sources, a token file
+    that cannot be read or is empty, one of the TLS files without the other, or a
+    certificate and key that do not load (checked now, not when the first client comes).
+    """
+    if token_file is not None:
+        if token:
+            raise QueryError("--token-file: give the token one way, not also --token or "
+                             "$CLIPSEARCH_TOKEN")
+        try:
+            with open(token_file, encoding="utf-8") as f:
+                token = f.readline().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise QueryError(f"--token-file {token_file}: cannot read it ({exc})") from None
+        if not token:
+            raise QueryError(f"--token-file {token_file}: its first line is empty")
+    if (tls_cert is None) != (tls_key is None):
+        raise QueryError("--tls-cert and --tls-key go together: give both")
+    if tls_cert is None or tls_key is None:
+        return token, None
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(tls_cert, tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise QueryError(f"--tls-cert {tls_cert} / --tls-key {tls_key}: cannot load them "
+                         f"({exc})") from None
+    return token, Tls(os.path.abspath(tls_cert), os.path.abspath(tls_key))
