@@ -91,8 +91,8 @@ def build_app(service: SearchService, limits: Limits) -> Starlette:
         texts = p.texts("q")
         if not texts:
             raise HttpError(HTTPStatus.BAD_REQUEST, "give a query: ?q=TEXT")
-        hits = await run_in_threadpool(service.search, texts, p.texts("not"), p.k(24),
-                                       p.one("under"))
+        hits = await service.call(service.search, texts, p.texts("not"), p.k(24),
+                                  p.one("under"))
         return _json({"results": hits})
 
     async def upload(request: Request, p: Params) -> Response:
@@ -108,10 +108,10 @@ def build_app(service: SearchService, limits: Limits) -> Starlette:
         return _json({"results": hits})
 
     async def similar(request: Request, p: Params) -> Response:
-        return _json({"results": await run_in_threadpool(service.similar, p.id(), p.k(24))})
+        return _json({"results": await service.call(service.similar, p.id(), p.k(24))})
 
     async def describe(request: Request, p: Params) -> Response:
-        return _json({"results": await run_in_threadpool(service.describe, p.id(), p.k(5))})
+        return _json({"results": await service.call(service.describe, p.id(), p.k(5))})
 
     async def thumb(request: Request, p: Params) -> Response:
         found = await run_in_threadpool(service.thumb, p.id())
@@ -126,7 +126,7 @@ def build_app(service: SearchService, limits: Limits) -> Starlette:
         return file_response(request.headers, handle, path, PHOTO_CACHE, kind)
 
     async def info(request: Request, p: Params) -> Response:
-        return _json(await run_in_threadpool(service.info))
+        return _json(await service.call(service.info))
 
     document = openapi.openapi()
 

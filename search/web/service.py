@@ -9,11 +9,13 @@ can name a path, and a photo swapped for a link to something else is refused.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import hashlib
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +46,7 @@ class SearchService:
     def __init__(self, open_library: Callable[[], Library]) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="clipsearch-library")
         self._lib: Library = self._pool.submit(open_library).result()
+        self._thread = self._pool.submit(threading.current_thread).result()
         self.index_dir = self._lib.index_dir
         # In photo URLs, so a browser never shows another index's cached photo for an id.
         stamp = f"{os.path.realpath(self.index_dir)}:{os.stat(self._lib.catalog_path).st_ino}"
@@ -51,7 +54,16 @@ class SearchService:
         self.version = hashlib.blake2b(stamp.encode(), digest_size=5).hexdigest()
 
     def _run(self, work: Callable[[Library], T]) -> T:
+        if threading.current_thread() is self._thread:  # already there (``call``)
+            return work(self._lib)
         return self._pool.submit(work, self._lib).result()
+
+    async def call(self, method: Callable[..., T], *args: Any) -> T:
+        """Run one of this service's methods wholly on its thread, awaited from an event loop.
+
+        One hand-off instead of two (a worker thread that would wait on this one).
+        """
+        return await asyncio.wrap_future(self._pool.submit(method, *args))
 
     def close(self) -> None:
         """Close the Library on its thread, then stop the thread."""
