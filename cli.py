@@ -127,7 +127,7 @@ def query(
     """Find photos by text, by example image, or both (score = cosine similarity)."""
     if json_out and paths:
         raise _fail("--json and --paths are exclusive; pick one", 2)
-    from search.web import ask_server  # http.server and friends: only where a server is asked
+    from search.web import ask_server  # urllib and friends: only where a server is asked
 
     hits = None
     if text and not (image or model or pretrained):  # a running `serve` answers fastest
@@ -146,23 +146,19 @@ def query(
 @app.command()
 def serve(
     index: options.Index = None, model: options.Model = None, pretrained: options.Pretrained = None,
-    host: Annotated[str, typer.Option(help="Address to bind (127.0.0.1: this machine only).")]
-    = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port (8765; 0 picks a free one).")] = 8765,
-    token: Annotated[Optional[str], typer.Option(
-        envvar="CLIPSEARCH_TOKEN", help="Secret clients must send; required for a "
-        "non-loopback --host (or set $CLIPSEARCH_TOKEN, kept out of `ps`).")] = None,
-    open_page: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")]
-    = False,
+    host: options.Host = "127.0.0.1", port: options.Port = 8765, token: options.Token = None,
+    token_file: options.TokenFile = None, tls_cert: options.TlsCert = None,
+    tls_key: options.TlsKey = None, open_page: options.OpenPage = False,
 ) -> None:
     """Serve a search page and HTTP API for an index, keeping the model loaded."""
     from search import web
 
     with _reported():  # Ctrl-C while starting is "interrupted", as for every command
         spec = ModelSpec.requested(model, pretrained)
+        token, tls = web.secrets_from(token, token_file, tls_cert, tls_key)
         if web.serve(lambda: Library.open(index, spec), host, port, token, open_page,
                      lambda where, url: typer.echo(f"serving {where} at {url} (Ctrl-C stops)",
-                                                   err=True)):
+                                                   err=True), tls):
             typer.echo("stopped", err=True)
 
 

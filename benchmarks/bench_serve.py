@@ -1,28 +1,34 @@
 """Warm queries over HTTP against a running `clipsearch serve`, beside the cold CLI query.
 
-    python benchmarks/bench_serve.py [--vectors 10000] [--queries 200]
+    python benchmarks/bench_serve.py [--vectors 10000] [--queries 200] [--against main]
 
 An index of --vectors synthetic unit vectors for ViT-B-32 (random init, the
 compute of the real model) is served by `clipsearch serve` in its own process.
-Reported in one run: the cold `clipsearch query` process without a server,
-warm HTTP latency p50/p95 (one client), queries/s with 4 concurrent clients,
-and the `clipsearch query` process when the server answers for it.
+Reported in one run, for this checkout and for --against (another revision,
+served from a temporary git worktree, same index): warm HTTP latency p50/p95
+with one client and with 4 concurrent clients, queries/s with 4 clients, and
+the `clipsearch query` process when the server answers for it; once, the cold
+`clipsearch query` process without a server.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from common import CACHE, cli, median_seconds, vit_b_32_dir
+from common import CACHE, ROOT, cli, median_seconds, vit_b_32_dir
 
 
 def served_index(count: int) -> Path:
@@ -55,45 +61,75 @@ def ask(url: str, i: int) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--vectors", type=int, default=10_000)
-    parser.add_argument("--queries", type=int, default=200)
-    args = parser.parse_args()
-    index = served_index(args.vectors)
-    query = cli("query", "a dog", "--index", str(index))
-    cold = median_seconds(query, 5)
-    server = subprocess.Popen(cli("serve", "--index", str(index), "--port", "0"),
+def measure(command: list[str], index: Path, queries: int) -> dict[str, float]:
+    """Serve ``index`` with ``command`` (a checkout's cli.py), then time warm queries."""
+    server = subprocess.Popen([*command, "serve", "--index", str(index), "--port", "0"],
                               stderr=subprocess.PIPE, text=True)
     state = index / "serve.json"
     try:
         while not state.exists():
+            if server.poll() is not None:
+                raise SystemExit(f"serve ended: {server.stderr.read() if server.stderr else ''}")
             time.sleep(0.1)
         url = json.loads(state.read_text())["url"]
         for i in range(10):
             ask(url, -i)  # warm-up
-        one = sorted(ask(url, i) for i in range(args.queries))
-        per_client = args.queries // 4
+        one = sorted(ask(url, i) for i in range(queries))
+        per_client = queries // 4
+        many: list[float] = []
         start = time.perf_counter()
-        clients = [threading.Thread(target=lambda c=c: [ask(url, 10_000 * c + i)
-                                                        for i in range(per_client)])
-                   for c in range(4)]
+        clients = [threading.Thread(target=lambda c=c: many.extend(
+            ask(url, 10_000 * c + i) for i in range(per_client))) for c in range(4)]
         for client in clients:
             client.start()
         for client in clients:
             client.join()
         rate = 4 * per_client / (time.perf_counter() - start)
-        via_server = median_seconds(query, 5)
+        many.sort()
+        via_server = median_seconds([*command, "query", "a dog", "--index", str(index)], 5)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(30)
-    print(f"{args.vectors} vectors, ViT-B-32 (random init), this machine's cores")
+    return {"p50": one[len(one) // 2], "p95": one[int(len(one) * 0.95) - 1],
+            "p50x4": many[len(many) // 2], "p95x4": many[int(len(many) * 0.95) - 1],
+            "rate": rate, "via_server": via_server}
+
+
+@contextlib.contextmanager
+def checkout(revision: str) -> Iterator[Path]:
+    """``revision`` of this repository in a temporary git worktree (removed afterwards)."""
+    folder = Path(tempfile.mkdtemp(prefix="clipsearch-bench-"))
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(folder),
+                    revision], check=True, capture_output=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder)],
+                       check=False, capture_output=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vectors", type=int, default=10_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--against", default="main",
+                        help="git revision to compare with, served from a temporary worktree")
+    args = parser.parse_args()
+    index = served_index(args.vectors)
+    cold = median_seconds(cli("query", "a dog", "--index", str(index)), 5)
+    rows = {"this checkout": measure(cli(), index, args.queries)}
+    with checkout(args.against) as other:
+        rows[args.against] = measure([sys.executable, str(other / "cli.py")], index,
+                                     args.queries)
+    print(f"{args.vectors} vectors, ViT-B-32 (random init), this machine's cores, "
+          f"{args.queries} queries per figure")
     print(f"cold `clipsearch query` process, no server (median of 5): {cold:.2f} s")
-    print(f"warm HTTP /api/search, one client: p50 {1000 * one[len(one) // 2]:.1f} ms, "
-          f"p95 {1000 * one[int(len(one) * 0.95) - 1]:.1f} ms ({args.queries} queries)")
-    print(f"4 concurrent clients: {rate:.0f} queries/s")
-    print(f"`clipsearch query` process answered by the server (median of 5): "
-          f"{via_server:.2f} s ({cold / via_server:.1f}x faster than cold)")
+    print(f"{'server':<16} {'1 client p50':>13} {'p95':>8} {'4 clients p50':>14} {'p95':>8} "
+          f"{'q/s':>6} {'query via server':>17}")
+    for name, r in rows.items():
+        print(f"{name:<16} {1000 * r['p50']:>10.1f} ms {1000 * r['p95']:>5.1f} ms "
+              f"{1000 * r['p50x4']:>11.1f} ms {1000 * r['p95x4']:>5.1f} ms {r['rate']:>6.0f} "
+              f"{r['via_server']:>15.2f} s")
 
 
 if __name__ == "__main__":

@@ -87,3 +87,46 @@ def test_a_phone_sized_window_does_not_overflow(page) -> None:  # noqa: ANN001
     page.press('input[name="q"]', "Enter")
     first_row_loaded(page)
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def first_alt(page) -> str:  # noqa: ANN001
+    return page.locator("#results img").first.get_attribute("alt")
+
+
+def test_a_link_shows_its_results_and_back_restores_the_previous_search(
+        page, site: Server, photos: Path) -> None:  # noqa: ANN001
+    page.goto(site.url + "/?q=night&k=24")
+    first_row_loaded(page)
+    assert page.input_value('input[name="q"]') == "night"
+    night = [page.locator("#results img").nth(i).get_attribute("alt") for i in range(12)]
+    page.fill('input[name="q"]', "beach")
+    page.fill('input[name="under"]', str(photos / "beach"))
+    page.press('input[name="q"]', "Enter")
+    page.wait_for_url("**/?q=beach*")
+    page.wait_for_function("n => document.querySelectorAll('#results img').length === n", arg=6)
+    assert all("/beach/" in page.locator("#results img").nth(i).get_attribute("alt")
+               for i in range(6))
+    page.go_back()
+    page.wait_for_function("n => document.querySelectorAll('#results img').length === n", arg=12)
+    assert [page.locator("#results img").nth(i).get_attribute("alt")
+            for i in range(12)] == night
+    assert page.input_value('input[name="q"]') == "night"
+    page.reload()
+    first_row_loaded(page)
+    assert first_alt(page) == night[0]
+
+
+def test_arrow_keys_walk_the_results_enter_opens_and_escape_closes(page) -> None:  # noqa: ANN001
+    page.fill('input[name="q"]', "night")
+    page.press('input[name="q"]', "Enter")
+    first_row_loaded(page)
+    page.locator("#status").click()  # out of the search box: keys now move through results
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    second = page.locator("#results figure.selected img").get_attribute("alt")
+    assert second == page.locator("#results img").nth(1).get_attribute("alt")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#view.open img")
+    assert second in page.locator("#view .path").inner_text()
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#view:not(.open)", state="attached")

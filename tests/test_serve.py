@@ -6,9 +6,17 @@ import contextlib
 import http.client
 import io
 import json
+import shutil
+import signal
+import subprocess
 import threading
+import time
+import urllib.error
+import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,17 +25,17 @@ from test_cli import run
 
 from search import Library
 from search.errors import QueryError
-from search.web import SearchService, Server, server
+from search.web import Limits, SearchService, Server, Tls
 
 
 def call(srv: Server, path: str, method: str = "GET", body: bytes | None = None,
-         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+         headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
     conn = http.client.HTTPConnection(*srv.server_address[:2], timeout=30)
     conn.request(method, path, body=body, headers=headers or {})
     response = conn.getresponse()
     data = response.read()
     conn.close()
-    return response.status, dict(response.getheaders()), data
+    return response.status, response.headers, data  # case-insensitive, as HTTP is
 
 
 def get_json(srv: Server, path: str) -> dict:
@@ -132,27 +140,56 @@ def test_a_photo_swapped_for_a_link_out_of_the_roots_is_not_served(
         assert status == 404 and b"root:" not in data
 
 
-def test_oversized_upload_gets_413(site: Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(server, "MAX_UPLOAD", 1 << 20)
-    # Far more than socket buffers hold: the client must still get to read the 413.
-    body, kind = multipart({}, b"\x89PNG" + b"\0" * (6 << 20))
-    status, _, data = call(site, "/api/search", "POST", body, {"Content-Type": kind})
+@contextlib.contextmanager
+def serving(tmp_path: Path, tiny_spec, counting, limits: Limits = Limits(),  # noqa: ANN001
+            token: str | None = None, tls: Tls | None = None) -> Iterator[Server]:
+    """A second server of the test index (the `site` fixture indexes it), with these limits."""
+    service = SearchService(lambda: Library.open(str(tmp_path / "index"), tiny_spec,
+                                                 load=lambda spec, precision: counting))
+    srv = Server(service, "127.0.0.1", 0, token, limits, tls)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        thread.join(10)
+        service.close()
+
+
+def test_oversized_upload_gets_413(site: Server, tmp_path: Path, tiny_spec, counting) -> None:
+    with serving(tmp_path, tiny_spec, counting, Limits(upload_bytes=1 << 20)) as small:
+        # Far more than socket buffers hold: the client must still get to read the 413.
+        body, kind = multipart({}, b"\x89PNG" + b"\0" * (6 << 20))
+        status, _, data = call(small, "/api/search", "POST", body, {"Content-Type": kind})
     assert status == 413 and "error" in json.loads(data)
 
 
-@pytest.mark.parametrize("headers", [{"Content-Length": "-1"}, {"Content-Length": "abc"},
-                                     {"Transfer-Encoding": "chunked"}])
-def test_uploads_without_a_plain_length_are_refused(site: Server, headers: dict) -> None:
-    body, kind = multipart({}, b"x" * 100)
-    conn = http.client.HTTPConnection(*site.server_address[:2], timeout=30)
+def raw_post(srv: Server, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(*srv.server_address[:2], timeout=30)
     conn.putrequest("POST", "/api/search")
-    for name, value in {"Content-Type": kind, **headers}.items():
+    for name, value in headers.items():
         conn.putheader(name, value)
     conn.endheaders()
     conn.send(body)
     response = conn.getresponse()
-    assert response.status in (400, 411) and "error" in json.loads(response.read())
+    data = response.read()
     conn.close()
+    return response.status, data
+
+
+@pytest.mark.parametrize("length", ["-1", "abc", "1e3"])
+def test_uploads_with_a_malformed_length_are_refused(site: Server, length: str) -> None:
+    body, kind = multipart({}, b"x" * 100)
+    # Refused by the HTTP layer (h11) before any route runs: its own empty 400.
+    assert raw_post(site, {"Content-Type": kind, "Content-Length": length}, body)[0] == 400
+
+
+def test_chunked_uploads_are_refused_with_411(site: Server) -> None:
+    body, kind = multipart({}, b"x" * 100)
+    chunked = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    status, data = raw_post(site, {"Content-Type": kind, "Transfer-Encoding": "chunked"}, chunked)
+    assert status == 411 and "Content-Length" in json.loads(data)["error"]
 
 
 def test_query_ignores_a_server_of_another_index(site: Server, tmp_path: Path) -> None:
@@ -187,7 +224,8 @@ def test_a_foreign_host_header_is_refused(site: Server) -> None:
 def test_errors_are_json_without_a_stack_trace(site: Server) -> None:
     for method, path in [("GET", "/api/search"), ("GET", "/api/search?q=x&k=0"),
                          ("GET", "/api/search?q=x&k=%C2%B2"), ("GET", "/api/similar/99999"),
-                         ("GET", "/nope"), ("HEAD", "/"), ("POST", "/api/info")]:
+                         ("GET", "/nope"), ("PUT", "/"), ("POST", "/api/info"),
+                         ("GET", "/api/image/123456789012345678901")]:
         status, headers, data = call(site, path, method)
         assert status in (400, 404, 405, 501) and headers["Content-Type"] == "application/json"
         if method != "HEAD":
@@ -222,42 +260,113 @@ def test_non_loopback_needs_a_token(site: Server, tiny_spec, tmp_path: Path, cou
         service.close()
 
 
-def test_sigterm_while_a_request_is_handed_off_still_stops_serve(
-    open_library, photos: Path, tmp_path: Path, tiny_spec, counting,
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(("signum", "by_ctrl_c"), [(signal.SIGTERM, False),
+                                                   (signal.SIGINT, True)])
+def test_a_signal_while_a_request_is_in_flight_stops_serve_cleanly(
+    open_library, photos: Path, tmp_path: Path, tiny_spec, counting, signum: int,
+    by_ctrl_c: bool,
 ) -> None:
-    # socketserver catches Exception around handing a request to its thread: a SIGTERM that
-    # lands there must still end `serve` (a service manager would otherwise wait, then
-    # SIGKILL it and leave the state file behind).
+    # SIGTERM (a service manager) and Ctrl-C both end `serve` through the same cleanup: the
+    # request in flight is answered, the state file removed; only Ctrl-C reports a person's stop.
     import os
-    import signal
     import urllib.request
 
     from search import web
 
     open_library().index([str(photos)])
-    real = Server.process_request
+    answered: list[int] = []
 
-    def process_request(self, request, address):  # noqa: ANN001
-        os.kill(os.getpid(), signal.SIGTERM)  # handled in this (the main) thread, here
-        return real(self, request, address)
+    def ask_then_signal(url: str) -> None:
+        with urllib.request.urlopen(url + "/api/info", timeout=10) as response:
+            os.kill(os.getpid(), signum)  # handled by the main thread's event loop
+            answered.append(response.status)
 
-    def ask(url: str) -> None:
-        with contextlib.suppress(OSError):
-            urllib.request.urlopen(url + "/api/info", timeout=5).close()
-
-    monkeypatch.setattr(Server, "process_request", process_request)
-    # If SIGTERM were swallowed, serve would run on: Ctrl-C (SIGINT) ends it after 30 s, and
-    # serve then reports a Ctrl-C stop, which fails the assertion below instead of hanging.
+    # If the signal were swallowed, serve would run on: the watchdog then stops it with SIGINT
+    # after 30 s, which fails the SIGTERM case below instead of hanging.
     watchdog = threading.Timer(30, os.kill, (os.getpid(), signal.SIGINT))
     watchdog.start()
     try:
-        by_ctrl_c = web.serve(
+        stopped_by_ctrl_c = web.serve(
             lambda: Library.open(str(tmp_path / "index"), tiny_spec,
                                  load=lambda spec, precision: counting),
             "127.0.0.1", 0, None, False,
-            lambda index_dir, url: threading.Thread(target=ask, args=(url,)).start())
+            lambda index_dir, url: threading.Thread(target=ask_then_signal, args=(url,)).start())
     finally:
         watchdog.cancel()
-    assert by_ctrl_c is False
+    assert stopped_by_ctrl_c is by_ctrl_c and answered == [200]
     assert not (tmp_path / "index" / "serve.json").exists()
+
+
+def self_signed(folder: Path) -> Tls:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl missing")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "2", "-subj", "/CN=photos.lan",
+                    "-addext", "subjectAltName=DNS:photos.lan"], check=True, capture_output=True)
+    return Tls(str(cert), str(key))
+
+
+def test_under_tls_query_talks_https_trusting_exactly_the_served_certificate(
+    site: Server, tmp_path: Path, tiny_spec, counting
+) -> None:
+    from search.web import ask_server, serve_forever, state_path
+
+    index = str(tmp_path / "index")
+    tls = self_signed(tmp_path)
+    service = SearchService(lambda: Library.open(index, tiny_spec,
+                                                 load=lambda spec, precision: counting))
+    secure = Server(service, "127.0.0.1", 0, "s3cret", Limits(), tls)
+    thread = threading.Thread(target=serve_forever, args=(secure, state_path(index)),
+                              daemon=True)
+    thread.start()
+    try:
+        assert secure.url.startswith("https://")
+        for _ in range(1000):  # serve_forever writes the state file first
+            if json.loads(Path(state_path(index)).read_text())["instance"] == secure.instance:
+                break
+            time.sleep(0.01)
+        # Issued for photos.lan, reached at 127.0.0.1: the pinned certificate is what counts.
+        hits = ask_server(index, ["night"], [], 3, None, None)
+        assert hits and len(hits) == 3
+        # The system's trust store does not know it.
+        with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+            urllib.request.urlopen(secure.url + "/api/info", timeout=10)
+        plain = http.client.HTTPConnection(*secure.server_address, timeout=10)
+        with pytest.raises((http.client.HTTPException, OSError)):
+            plain.request("GET", "/api/info")  # plain http to the TLS port gets no answer
+            plain.getresponse()
+        (tmp_path / "other").mkdir()
+        other = self_signed(tmp_path / "other")
+        state = json.loads(Path(state_path(index)).read_text())
+        Path(state_path(index)).write_text(json.dumps({**state, "cert": other.cert}))
+        assert ask_server(index, ["night"], [], 3, None, None) is None  # another cert: refused
+    finally:
+        secure.shutdown()
+        thread.join(10)
+        service.close()
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["--tls-cert", "cert.pem"], "--tls-key"),
+    (["--tls-cert", "missing.pem", "--tls-key", "missing.key"], "--tls-cert"),
+    (["--token-file", "missing.txt"], "--token-file"),
+    (["--token-file", "empty.txt"], "--token-file"),
+    (["--token-file", "token.txt", "--token", "x"], "--token-file"),
+])
+def test_serve_reports_bad_secrets_in_one_line_naming_the_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], named: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty.txt").write_text("\n")
+    (tmp_path / "token.txt").write_text("s3cret\n")
+    code, _, err = run("serve", "--index", str(tmp_path / "index"), *args)
+    assert code != 0 and named in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_token_file_supplies_the_token(tmp_path: Path) -> None:
+    from search.web import secrets_from
+
+    (tmp_path / "token.txt").write_text("s3cret\nignored\n")
+    assert secrets_from(None, str(tmp_path / "token.txt"), None, None) == ("s3cret", None)

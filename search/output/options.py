@@ -66,3 +66,15 @@ Engine = Annotated[EngineMode, typer.Option(
 Ray = Annotated[Optional[str], typer.Option(
     "--ray", help="Decode and encode on Ray (the cluster extra): auto (a running cluster), "
     "its ADDRESS, or local[:WORKERS] (Ray on this machine).")]
+Host = Annotated[str, typer.Option(help="Address to bind (127.0.0.1: this machine only).")]
+Port = Annotated[int, typer.Option(help="Port (8765; 0 picks a free one).")]
+Token = Annotated[Optional[str], typer.Option(
+    envvar="CLIPSEARCH_TOKEN", help="Secret clients must send; required for a non-loopback "
+    "--host (or set $CLIPSEARCH_TOKEN, or use --token-file: kept out of `ps`).")]
+TokenFile = Annotated[Optional[str], typer.Option(
+    help="Read the token from the first line of this file.")]
+TlsCert = Annotated[Optional[str], typer.Option(
+    help="Serve https with this certificate (PEM); `clipsearch query` trusts exactly it.")]
+TlsKey = Annotated[Optional[str], typer.Option(help="The certificate's private key (PEM).")]
+OpenPage = Annotated[bool, typer.Option(
+    "--open", help="Open the page in a browser (logged in by a one-time code, not the token).")]

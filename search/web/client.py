@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
@@ -34,7 +35,9 @@ def ask_server(index_dir: str, texts: Sequence[str], negatives: Sequence[str], k
         if state.get("token"):
             request.add_header("Authorization", f"Bearer {state['token']}")
         # No proxy: the query (and token) go straight to this machine's server.
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                             urllib.request.HTTPSHandler(
+                                                 context=_pinned(state.get("cert"))))
         with opener.open(request, timeout=10) as response:
             if response.headers.get("X-Clipsearch-Instance") != state["instance"]:
                 return None  # a server of another index took the port of one that died
@@ -44,3 +47,17 @@ def ask_server(index_dir: str, texts: Sequence[str], negatives: Sequence[str], k
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return [h for h in hits if min_score is None or h.score >= min_score]
+
+
+def _pinned(cert: str | None) -> ssl.SSLContext:
+    """Trust exactly the server's own certificate (`serve --tls-cert`), nothing else.
+
+    The one certificate is the trust anchor, so the name it was issued for need
+    not match the address in the state file (0.0.0.0, a LAN address): only the
+    holder of its key can answer.
+    """
+    context = ssl.create_default_context(cafile=cert) if cert else ssl.create_default_context()
+    if cert:
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # a CA-issued leaf as anchor
+        context.check_hostname = False
+    return context

@@ -22,6 +22,7 @@ button{cursor:pointer;background:#2d5fd3;border-color:#2d5fd3}
  padding:6px}
 #results figure{margin:0;position:relative;cursor:pointer;background:#222;aspect-ratio:1}
 #results img{width:100%;height:100%;object-fit:cover;display:block}
+#results figure.selected{outline:3px solid #2d5fd3;outline-offset:-3px}
 #results figcaption{position:absolute;right:4px;bottom:4px;background:#000a;padding:1px 5px;
  border-radius:4px;font-size:12px}
 #view{position:fixed;inset:0;background:#000e;display:none;z-index:3;padding:12px;
@@ -52,7 +53,7 @@ button{cursor:pointer;background:#2d5fd3;border-color:#2d5fd3}
 const form = document.getElementById("search"), results = document.getElementById("results");
 const status = document.getElementById("status"), view = document.getElementById("view");
 let current = null;  // {kind, arg, k}: what the grid shows, to load more on scroll
-let loading = false, exhausted = false;
+let loading = false, exhausted = false, selected = -1;  // selected: the keyboard's card
 
 // As on the command line: plain words make one term; a quoted phrase or a weighted
 // token (2:word, 2:"red car") is a term of its own; -word or -"a phrase" steers away.
@@ -105,20 +106,39 @@ async function show(kind, arg, k, more) {
       data = await getJSON("/api/search", {method: "POST", body});
     }
     const shown = more ? results.children.length : 0;
-    if (!more) results.replaceChildren();
+    if (!more) { results.replaceChildren(); selected = -1; }
     data.results.slice(shown).forEach(h => results.append(card(h)));
     exhausted = data.results.length < k;
     current = {kind, arg, k};
     status.textContent = data.results.length ? `${data.results.length} photos` : "no matches";
   } catch (e) { fail(e.message); } finally { loading = false; }
 }
-form.addEventListener("submit", ev => {
-  ev.preventDefault();
+// The search lives in the URL (/?q=...&under=...&k=...): a link or a reload shows the same
+// results, and Back / Forward move through searches.
+function fromURL() {
+  const p = new URLSearchParams(location.search);
+  form.q.value = p.get("q") || ""; form.under.value = p.get("under") || "";
+  if (p.get("k")) form.k.value = p.get("k");
+  if (p.get("similar")) return show("similar", p.get("similar"), +form.k.value, false);
+  if (!form.q.value.trim()) { results.replaceChildren(); status.textContent = ""; return; }
   const t = terms(form.q.value);
-  if (!t.q.length) return fail("type what to look for");
   t.under = form.under.value.trim();
   show("text", t, +form.k.value, false);
+}
+function navigate(params) {
+  const url = "/?" + new URLSearchParams(params);
+  if (url !== location.pathname + location.search) history.pushState(null, "", url);
+  fromURL();
+}
+form.addEventListener("submit", ev => {
+  ev.preventDefault();
+  if (!terms(form.q.value).q.length) return fail("type what to look for");
+  const params = {q: form.q.value.trim()};
+  if (form.under.value.trim()) params.under = form.under.value.trim();
+  if (form.k.value !== "48") params.k = form.k.value;
+  navigate(params);
 });
+window.addEventListener("popstate", () => { view.classList.remove("open"); fromURL(); });
 function byImage(file) {
   if (!file) return;
   if (file.size > 32 * 1024 * 1024) return fail("that image is over 32 MB");
@@ -152,7 +172,7 @@ async function open(hit) {
   meta.querySelector(".score").textContent =
     `score ${hit.score.toFixed(3)}` + (hit.date ? ` · ${hit.date.replace("T", " ")}` : "");
   meta.querySelector(".more").addEventListener("click", () => {
-    view.classList.remove("open"); show("similar", hit.id, +form.k.value, false);
+    view.classList.remove("open"); navigate({similar: hit.id});
   });
   meta.querySelector(".close").addEventListener("click", () => view.classList.remove("open"));
   view.append(img, meta);
@@ -166,8 +186,23 @@ async function open(hit) {
     }
   } catch (e) { meta.querySelector(".texts").textContent = e.message; }
 }
+// Arrow keys walk the results (outside the form's fields), Enter opens one, Escape closes it.
+function select(i) {
+  const cards = results.children;
+  if (!cards.length) return;
+  selected = Math.max(0, Math.min(i, cards.length - 1));
+  [...cards].forEach((c, j) => c.classList.toggle("selected", j === selected));
+  cards[selected].scrollIntoView({block: "nearest"});
+}
 document.addEventListener("keydown", e => {
-  if (e.key === "Escape") view.classList.remove("open");
+  if (e.key === "Escape") return view.classList.remove("open");
+  if (view.classList.contains("open") || e.target.closest("input, select, button")) return;
+  const across = Math.max(1, Math.round(results.clientWidth /
+                                        (results.firstElementChild?.offsetWidth || 1)));
+  const step = {ArrowRight: 1, ArrowLeft: -1, ArrowDown: across, ArrowUp: -across}[e.key];
+  if (step) { e.preventDefault(); select(selected < 0 ? 0 : selected + step); }
+  else if (e.key === "Enter" && selected >= 0) results.children[selected].click();
 });
+fromURL();
 </script></body></html>
 """

@@ -7,35 +7,28 @@ Ctrl-C or SIGTERM and closes everything on the way out.
 from __future__ import annotations
 
 import os
-import signal
+import ssl
 from collections.abc import Callable
 
-from search.errors import CannotListen
+from search.errors import CannotListen, QueryError
 from search.library import Library
 from search.web.client import state_path
-from search.web.server import Server, serve_forever
+from search.web.limits import Limits
+from search.web.server import Server, Tls, serve_forever
 from search.web.service import SearchService
 
 
-class _Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that it leaves through the same cleanup as Ctrl-C.
-
-    A BaseException, as KeyboardInterrupt is: socketserver catches Exception around
-    handing a request to its thread, and would log this one and keep serving."""
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise _Terminated
-
-
 def serve(open_library: Callable[[], Library], host: str, port: int, token: str | None,
-          open_page: bool, announce: Callable[[str, str], None]) -> bool:
+          open_page: bool, announce: Callable[[str, str], None],
+          tls: Tls | None = None, limits: Limits = Limits()) -> bool:
     """Serve the search page and HTTP API of one index until Ctrl-C or SIGTERM.
 
     ``open_library`` runs on the service's own thread. ``announce(index_dir, url)``
     is called once the server listens, before it answers. ``open_page`` opens the
-    page in a browser (with the token, so the browser gets its cookie). However it
-    stops, the server, its state file and the Library are closed.
+    page in a browser, logged in with a one-time code rather than the token (a
+    browser's command line is visible to every user of the machine). However it
+    stops, the server, its state file and the Library are closed; requests in
+    flight get ``limits.graceful`` seconds to finish.
 
     Returns:
         True when Ctrl-C stopped it; False for SIGTERM (or ``server.shutdown()``).
@@ -52,30 +45,51 @@ def serve(open_library: Callable[[], Library], host: str, port: int, token: str 
     service = SearchService(open_library)
     try:
         try:
-            server = Server(service, host, port, token)
+            server = Server(service, host, port, token, limits, tls)
         except OSError as exc:
             raise CannotListen(host, port, exc.strerror) from None
         service.warm()
-        return _serve_until_stopped(server, service.index_dir, token, open_page, announce)
+        announce(service.index_dir, server.url)
+        if open_page:
+            import webbrowser
+
+            webbrowser.open(server.url + (f"/?login={server.guard.login_code()}" if token
+                                          else ""))
+        try:
+            serve_forever(server, state_path(service.index_dir))
+        except KeyboardInterrupt:
+            return True  # Ctrl-C before the loop took over the signal: still a person's stop
+        return server.stopped_by_ctrl_c
     finally:
         service.close()
 
 
-def _serve_until_stopped(server: Server, index_dir: str, token: str | None, open_page: bool,
-                         announce: Callable[[str, str], None]) -> bool:
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        announce(index_dir, server.url)
-        if open_page:
-            import webbrowser
+def secrets_from(token: str | None, token_file: str | None, tls_cert: str | None,
+                 tls_key: str | None) -> tuple[str | None, Tls | None]:
+    """The token (from ``--token``/``$CLIPSEARCH_TOKEN`` or ``--token-file``) and TLS files.
 
-            webbrowser.open(server.url + (f"/?token={token}" if token else ""))
-        serve_forever(server, state_path(index_dir))
-        return False
-    except KeyboardInterrupt:
-        return True  # Ctrl-C is how a person stops it: not an error
-    except _Terminated:
-        return False  # a service manager stopping it: a normal end, not an error
-    finally:
-        # Past this point SIGTERM acts as it did before serve() (by default: ends the process).
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+    Raises QueryError naming the option at fault: both token sources, a token file
+    that cannot be read or is empty, one of the TLS files without the other, or a
+    certificate and key that do not load (checked now, not when the first client comes).
+    """
+    if token_file is not None:
+        if token:
+            raise QueryError("--token-file: give the token one way, not also --token or "
+                             "$CLIPSEARCH_TOKEN")
+        try:
+            with open(token_file, encoding="utf-8") as f:
+                token = f.readline().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise QueryError(f"--token-file {token_file}: cannot read it ({exc})") from None
+        if not token:
+            raise QueryError(f"--token-file {token_file}: its first line is empty")
+    if (tls_cert is None) != (tls_key is None):
+        raise QueryError("--tls-cert and --tls-key go together: give both")
+    if tls_cert is None or tls_key is None:
+        return token, None
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(tls_cert, tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise QueryError(f"--tls-cert {tls_cert} / --tls-key {tls_key}: cannot load them "
+                         f"({exc})") from None
+    return token, Tls(os.path.abspath(tls_cert), os.path.abspath(tls_key))

@@ -9,13 +9,17 @@ can name a path, and a photo swapped for a link to something else is refused.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import hashlib
 import os
+import stat
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from indexes.atomic import atomic_write
 from search.errors import ClipSearchError, ImageDecodeError
@@ -42,13 +46,24 @@ class SearchService:
     def __init__(self, open_library: Callable[[], Library]) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="clipsearch-library")
         self._lib: Library = self._pool.submit(open_library).result()
+        self._thread = self._pool.submit(threading.current_thread).result()
         self.index_dir = self._lib.index_dir
         # In photo URLs, so a browser never shows another index's cached photo for an id.
         stamp = f"{os.path.realpath(self.index_dir)}:{os.stat(self._lib.catalog_path).st_ino}"
+        self.started = time.time()  # Last-Modified of a thumbnail that could not be cached
         self.version = hashlib.blake2b(stamp.encode(), digest_size=5).hexdigest()
 
     def _run(self, work: Callable[[Library], T]) -> T:
+        if threading.current_thread() is self._thread:  # already there (``call``)
+            return work(self._lib)
         return self._pool.submit(work, self._lib).result()
+
+    async def call(self, method: Callable[..., T], *args: Any) -> T:
+        """Run one of this service's methods wholly on its thread, awaited from an event loop.
+
+        One hand-off instead of two (a worker thread that would wait on this one).
+        """
+        return await asyncio.wrap_future(self._pool.submit(method, *args))
 
     def close(self) -> None:
         """Close the Library on its thread, then stop the thread."""
@@ -85,34 +100,51 @@ class SearchService:
 
     def photo(self, file_id: int) -> str:
         """The path of an indexed photo that is still the file that was indexed."""
+        handle, path = self.open_photo(file_id)
+        handle.close()
+        return path
+
+    def open_photo(self, file_id: int) -> tuple[BinaryIO, str]:
+        """An indexed photo opened for reading, checked on the opened file itself.
+
+        The size and mtime are those of what was opened (a link followed), so a
+        photo swapped for a link to another file, or a FIFO, is refused, and
+        nothing can change the path between the check and the read.
+        """
         row = self._run(lambda lib: lib.photo(file_id))
         if row is None:
             raise NotFound(f"no indexed photo with id {file_id}")
-        try:
-            st = os.stat(row.path)
+        try:  # O_NONBLOCK: a FIFO put in its place must not hang the open
+            fd = os.open(row.path, os.O_RDONLY | os.O_NONBLOCK)
         except OSError:
             raise NotFound(f"photo {file_id} is unavailable (its file is missing)") from None
-        if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (st.st_size, st.st_mtime_ns) != (row.size,
+                                                                           row.mtime_ns):
+            os.close(fd)
             raise NotFound(f"photo {file_id} changed since it was indexed; run `clipsearch index`")
-        return row.path
+        return os.fdopen(fd, "rb"), row.path
 
-    def thumb(self, file_id: int) -> bytes:
-        """An upright JPEG thumbnail, made once and cached beside the index."""
+    def thumb(self, file_id: int) -> BinaryIO | bytes:
+        """An upright JPEG thumbnail, made once and cached beside the index.
+
+        Returns the cached file, opened; or the JPEG's bytes when the index folder
+        is read-only and it cannot be cached.
+        """
         path = self.photo(file_id)
         cached = os.path.join(self.index_dir, THUMB_DIR, f"{file_id}.jpg")
-        try:
-            with open(cached, "rb") as f:
-                return f.read()
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            return open(cached, "rb")  # noqa: SIM115 (the response closes it)
         try:
             data = thumbnail_jpeg(path, THUMB_SIDE)
         except ImageDecodeError as exc:
             raise NotFound(f"photo {file_id} cannot be read now ({exc.reason})") from None
-        with contextlib.suppress(OSError):  # a read-only index folder: serve it uncached
+        try:
             os.makedirs(os.path.dirname(cached), exist_ok=True)
             atomic_write(cached, data)
-        return data
+            return open(cached, "rb")  # noqa: SIM115
+        except OSError:  # a read-only index folder: serve it uncached
+            return data
 
     def _result(self, hit: ImageHit) -> dict[str, Any]:
         try:
