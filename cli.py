@@ -120,21 +120,29 @@ def query(
     negative: Annotated[Optional[list[str]], typer.Option(
         "--not", help="Text to steer away from (repeatable).")] = None,
     k: options.K = 10,
-    under: options.Under = None, min_score: options.MinScore = None,
+    under: options.Under = None, min_score: options.MinScore = None, min_z: options.MinZ = None,
+    after: options.After = None, before: options.Before = None, camera: options.Camera = None,
+    near: options.Near = None, within: options.Within = None,
+    sort: options.Sort = options.SortMode.score,
     json_out: options.Json = False, paths: options.Paths = False, html: options.Html = None,
     index: options.Index = None, model: options.Model = None, pretrained: options.Pretrained = None,
 ) -> None:
     """Find photos by text, by example image, or both (score = cosine similarity)."""
     if json_out and paths:
         raise _fail("--json and --paths are exclusive; pick one", 2)
+    from search.filters import PhotoFilter
     from search.web import ask_server  # urllib and friends: only where a server is asked
 
+    with _reported():
+        where = PhotoFilter(under, after, before, camera, near, within, sort.value).check()
     hits = None
     if text and not (image or model or pretrained):  # a running `serve` answers fastest
-        hits = ask_server(resolve_index_dir(index), text, negative or [], k, under, min_score)
+        hits = ask_server(resolve_index_dir(index), text, negative or [], k, where, min_score,
+                          min_z)
     if hits is None:
         hits = _with_library(index, lambda lib: lib.query(
-            text or [], image or [], negative or [], k, under, min_score), model, pretrained)
+            text or [], image or [], negative or [], k, min_score=min_score, where=where,
+            min_z=min_z), model, pretrained)
     mode = output.line_mode(json_out, paths, sys.stdout.isatty())
     _print_lines(output.image_lines(hits, mode), "no matching photos")
     if html is not None:
@@ -221,29 +229,20 @@ def eval_(
     """Recall@K (text -> image and image -> text) on an image-caption benchmark."""
     from search.evaluation import EvalOptions, default_eval_index, evaluate, load_dataset
 
-    ks = _extra_ints(ctx, k or [])
+    ks = options.extra_ints(ctx.args, k or [])
     with _reported():
         data = load_dataset(dataset, images_root, split)
         index = index or default_eval_index(ModelSpec.create(model, pretrained), precision,
                                             decode.value)
-    options = EvalOptions(tuple(ks) or (1, 5, 10), through_index, skip_missing, decode.value,
-                          ray)
+    settings = EvalOptions(tuple(ks) or (1, 5, 10), through_index, skip_missing,
+                           decode.value, ray)
     with output.Phases(sys.stderr, "encoding", enabled=sys.stderr.isatty()) as progress:
-        report = _with_library(index, lambda lib: evaluate(lib, data, options, progress),
+        report = _with_library(index, lambda lib: evaluate(lib, data, settings, progress),
                                model, pretrained, create=True, precision=precision)
     report["dataset"]["path"] = str(Path(dataset).resolve())
     _print_lines(output.eval_lines(report))
     if json_file is not None:
         _write("--json", json_file, json.dumps(report, indent=2) + "\n")
-
-
-def _extra_ints(ctx: typer.Context, values: list[int]) -> list[int]:
-    """`--k 1 5 10`: the values after the first arrive as extra arguments."""
-    for arg in ctx.args:
-        if not arg.isdigit() or int(arg) < 1:
-            raise _fail(f"unexpected argument {arg!r} (--k takes positive integers)", 2)
-        values.append(int(arg))
-    return sorted(set(values))
 
 
 @app.command()

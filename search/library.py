@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,6 +20,7 @@ from search.encoding.identity import identity
 from search.encoding.session import EncoderLoader, ModelSession
 from search.encoding.spec import ModelSpec
 from search.errors import ModelMismatch
+from search.filters import PhotoFilter
 from search.info import IndexInfo, index_info
 from search.ingest.pipeline import IndexReport, ProgressFn
 from search.ingest.prepare import IngestSettings
@@ -105,14 +107,22 @@ class Library:
     def query(self, texts: Sequence[str] = (), images: Sequence[str] = (),
               negatives: Sequence[str] = (), k: int = 10, under: str | None = None,
               min_score: float | None = None,
-              vectors: Sequence[np.ndarray] = ()) -> list[ImageHit]:
+              vectors: Sequence[np.ndarray] = (), where: PhotoFilter | None = None,
+              min_z: float | None = None) -> list[ImageHit]:
         """Images ranked by cosine with the combined query.
 
         `texts` may carry weights (`"2:red car"`); `images` are file paths
         (an indexed photo uses its stored vector); `vectors` are more positive
-        terms (an uploaded image's); `negatives` are subtracted.
+        terms (an uploaded image's); `negatives` are subtracted. `where` filters
+        by folder, time, camera and place and sets the order (`search.filters`);
+        `under` is its folder alone. `min_z` keeps hits that many standard
+        deviations above the collection's mean score for this query.
         """
-        return self._searcher.images(texts, images, negatives, k, under, min_score, vectors)
+        where = where or PhotoFilter()
+        if under is not None:
+            where = dataclasses.replace(where, under=under)
+        return self._searcher.images(texts, images, negatives, k, where, min_score, min_z,
+                                     vectors)
 
     def similar(self, file_id: int, k: int = 10) -> list[ImageHit]:
         """Images most like an indexed one, by its stored vector."""

@@ -7,6 +7,7 @@ gives rows.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Sequence
@@ -14,10 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexes.catalog import Catalog, FileRow
+from indexes.catalog import Catalog, FileRow, PhotoMeta
 from indexes.vectors import VectorIndex, VectorStore
 from search.encoding.session import ModelSession
 from search.errors import QueryError
+from search.filters import PhotoFilter
 
 # "2:red car" is weighted; "10:30 sunset" is a time, not a weight (a digit follows the colon).
 _WEIGHT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*:(?!\d)(.*)$")
@@ -30,6 +32,8 @@ class ImageHit:
     path: str
     id: int
     available: bool = True  # False while its folder is absent (an unmounted disk)
+    z: float | None = None  # standard deviations above the collection's mean score
+    meta: PhotoMeta | None = None  # when and where it was taken, by which camera
 
 
 @dataclass(frozen=True)
@@ -71,16 +75,16 @@ def combine(positives: Sequence[tuple[float, np.ndarray]],
     return (total / norm).astype(np.float32)
 
 
-EXACT_SUBSET = 2_000  # a folder this small is scanned exactly, whatever the index kind
+EXACT_SUBSET = 2_000  # a filtered set this small is scanned exactly, whatever the index kind
+Z_SAMPLE = 10_000  # z-scores use every photo's score, or a fixed sample of this many
 
 
 def search_images(index: VectorIndex, catalog: Catalog, query: np.ndarray, k: int,
-                  under: str | None = None, min_score: float | None = None) -> list[ImageHit]:
-    """Top-k images for a unit query vector, optionally restricted to a folder."""
+                  allowed: np.ndarray | None = None, min_score: float | None = None
+                  ) -> list[ImageHit]:
+    """Top-k images for a unit query vector, restricted to `allowed` ids when given."""
     if k < 1:
         raise QueryError(f"-k must be at least 1 (got {k})")
-    # Folders are stored as real paths.
-    allowed = catalog.ids_under(os.path.realpath(os.path.expanduser(under))) if under else None
     if index.count == 0 or (allowed is not None and len(allowed) == 0):
         return []
     if allowed is not None and not index.exact and len(allowed) <= EXACT_SUBSET:
@@ -97,8 +101,32 @@ def search_images(index: VectorIndex, catalog: Catalog, query: np.ndarray, k: in
     paths = catalog.paths(i for _, i in found)
     # Ids missing from the catalog were retired (deleted or changed since): skip them.
     hits = [(s, i) for s, i in found if i in paths][:k]
-    return [ImageHit(rank, s, paths[i], i, os.path.exists(paths[i]))
+    metas = catalog.metadata.of(i for _, i in hits)
+    return [ImageHit(rank, s, paths[i], i, os.path.exists(paths[i]), meta=metas.get(i))
             for rank, (s, i) in enumerate(hits, 1)]
+
+
+def with_z(hits: list[ImageHit], query: np.ndarray, sample: np.ndarray,
+           min_z: float | None) -> list[ImageHit]:
+    """Each hit's z-score against the scores of `sample` (the collection, or a fixed
+    sample of it), keeping those at or above `min_z`."""
+    scores = sample @ query
+    mean, spread = float(np.mean(scores)), float(np.std(scores))
+    out = []
+    for hit in hits:
+        z = (hit.score - mean) / spread if spread > 0 else 0.0
+        if min_z is None or z >= min_z:
+            out.append(dataclasses.replace(hit, z=round(z, 4)))
+    return out
+
+
+def newest_first(hits: list[ImageHit]) -> list[ImageHit]:
+    """The hits by capture time, newest first (unknown times last), ranked again."""
+    def when(hit: ImageHit) -> str:
+        return hit.meta.taken_wall or "" if hit.meta else ""
+
+    ordered = sorted(hits, key=when, reverse=True)
+    return [dataclasses.replace(hit, rank=rank) for rank, hit in enumerate(ordered, 1)]
 
 
 def rank_texts(texts: Sequence[str], vectors: np.ndarray, query: np.ndarray,
@@ -128,26 +156,40 @@ class Searcher:
         self._catalog = catalog
         self._store = store
         self._session = session
+        self._sample: tuple[int, np.ndarray] | None = None  # (generation, vectors) for z
 
     def images(self, texts: Sequence[str], images: Sequence[str], negatives: Sequence[str],
-               k: int, under: str | None, min_score: float | None,
+               k: int, where: PhotoFilter, min_score: float | None, min_z: float | None,
                vectors: Sequence[np.ndarray]) -> list[ImageHit]:
         """Images ranked by cosine with the combined query (see `Library.query`)."""
+        where.check()  # a bad option fails before the model is loaded
         index = self._store.for_queries(self._catalog)  # an empty index fails before the model
         text_vector, image_vector = self._session.text_vector, self._session.image_vector
         positives = [(w, text_vector(t)) for w, t in map(split_weight, texts)]
         positives += [(w, image_vector(p)) for w, p in map(image_weight, images)]
         positives += [(1.0, v) for v in vectors]
         minus = [(w, text_vector(t)) for w, t in map(split_weight, negatives)]
-        return search_images(index, self._catalog, combine(positives, minus), k, under,
+        query = combine(positives, minus)
+        hits = search_images(index, self._catalog, query, k, where.allowed(self._catalog),
                              min_score)
+        hits = with_z(hits, query, self._z_sample(index.dim), min_z)
+        return newest_first(hits) if where.sort == "taken" else hits
 
     def similar(self, file_id: int, k: int) -> list[ImageHit]:
         """Images most like an indexed one, by its stored vector."""
         vector = self._catalog.vector(file_id)
         if vector is None:
             raise QueryError(f"no indexed image with id {file_id}")
-        return search_images(self._store.for_queries(self._catalog), self._catalog, vector, k)
+        index = self._store.for_queries(self._catalog)
+        hits = search_images(index, self._catalog, vector, k)
+        return with_z(hits, vector, self._z_sample(index.dim), None)
+
+    def _z_sample(self, dim: int) -> np.ndarray:
+        """Every stored vector, or a fixed random sample of Z_SAMPLE, once per generation."""
+        generation = self._catalog.generation()
+        if self._sample is None or self._sample[0] != generation:
+            self._sample = (generation, self._catalog.sample_vectors(Z_SAMPLE, dim))
+        return self._sample[1]
 
     def describe(self, image: str, k: int) -> list[TextHit]:
         """The corpus texts that best match an image (the corpus is checked before the model)."""

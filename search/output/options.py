@@ -78,3 +78,29 @@ TlsCert = Annotated[Optional[str], typer.Option(
 TlsKey = Annotated[Optional[str], typer.Option(help="The certificate's private key (PEM).")]
 OpenPage = Annotated[bool, typer.Option(
     "--open", help="Open the page in a browser (logged in by a one-time code, not the token).")]
+# query's filters and order (search/filters.py checks the values)
+After = Annotated[Optional[str], typer.Option(
+    help="Taken on or after: a date (2023-06-01) or date and time (2023-06-01T18:30), on "
+    "the photo's own clock.")]
+Before = Annotated[Optional[str], typer.Option(
+    help="Taken on or before (a date means up to the end of that day).")]
+Camera = Annotated[Optional[str], typer.Option(
+    help="Camera make or model contains this text (any case).")]
+Near = Annotated[Optional[str], typer.Option(
+    help="LAT,LON in degrees: photos taken near there (see --within).")]
+Within = Annotated[Optional[str], typer.Option(help="Distance from --near: 5km (default), 800m.")]
+SortMode = Enum("SortMode", {"score": "score", "taken": "taken"}, type=str)
+Sort = Annotated[SortMode, typer.Option(help="Order: score, or taken (newest first).")]
+MinZ = Annotated[Optional[float], typer.Option(
+    help="Keep photos scoring at least this many standard deviations above the collection's "
+    "mean for this query (e.g. 3: matches that stand out).")]
+
+
+def extra_ints(args: list[str], values: list[int]) -> list[int]:
+    """`--k 1 5 10`: the values after the first arrive as extra arguments."""
+    for arg in args:
+        if not arg.isdigit() or int(arg) < 1:
+            raise typer.BadParameter(f"unexpected argument {arg!r} (--k takes positive "
+                                     "integers)", param_hint="--k")
+        values.append(int(arg))
+    return sorted(set(values))

@@ -113,6 +113,7 @@ def _is_large_jpeg(path: str, image_size: int) -> bool:
         jpeg = [fmt for fmt in ("JPEG", "MPO") if fmt in Image.OPEN]  # registered ones
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # decode decides
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")  # EXIF
             with Image.open(path, formats=jpeg) as im:  # only the header is read
                 return draft_scale(im.size, draft_floor(image_size, MARGINS[0]) or 1) > 1
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):

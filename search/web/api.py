@@ -24,6 +24,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from search.errors import ClipSearchError
+from search.filters import PhotoFilter
 from search.web import openapi
 from search.web.files import PHOTO_CACHE, THUMB_CACHE, bytes_response, file_response
 from search.web.guard import HttpError, error_response
@@ -73,6 +74,21 @@ class Params:
             raise HttpError(HTTPStatus.BAD_REQUEST, f"k must be a whole number in 1..{MAX_K}")
         return int(value)
 
+    def where(self, where: str = "query") -> PhotoFilter:
+        """The search's filters and order (checked by the search: a bad one is a 400)."""
+        return PhotoFilter(self.one("under", where), self.one("after", where),
+                           self.one("before", where), self.one("camera", where),
+                           self.one("near", where), self.one("within", where),
+                           self.one("sort", where) or "score")
+
+    def min_z(self, where: str = "query") -> float | None:
+        value = self.one("min_z", where)
+        try:
+            return None if value is None else float(value)
+        except ValueError:
+            raise HttpError(HTTPStatus.BAD_REQUEST, f"min_z must be a number, not {value!r}"
+                            ) from None
+
     def id(self) -> int:
         value = self._declared("id", "path")[0]
         if not _ID.fullmatch(value):
@@ -91,8 +107,8 @@ def build_app(service: SearchService, limits: Limits) -> Starlette:
         texts = p.texts("q")
         if not texts:
             raise HttpError(HTTPStatus.BAD_REQUEST, "give a query: ?q=TEXT")
-        hits = await service.call(service.search, texts, p.texts("not"), p.k(24),
-                                  p.one("under"))
+        hits = await service.call(service.search, texts, p.texts("not"), p.k(24), p.where(),
+                                  p.min_z())
         return _json({"results": hits})
 
     async def upload(request: Request, p: Params) -> Response:
@@ -104,7 +120,8 @@ def build_app(service: SearchService, limits: Limits) -> Starlette:
                 raise HttpError(HTTPStatus.BAD_REQUEST, "send an image (field 'image') or q")
             sent = (await image.read(), image.filename or "upload") if image else None
             hits = await run_in_threadpool(service.search, texts, p.texts("not", "form"),
-                                           p.k(p.k(24), "form"), p.one("under", "form"), sent)
+                                           p.k(p.k(24), "form"), p.where("form"),
+                                           p.min_z("form"), sent)
         return _json({"results": hits})
 
     async def similar(request: Request, p: Params) -> Response:

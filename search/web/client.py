@@ -15,21 +15,29 @@ import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 
+from search.filters import PhotoFilter
 from search.locations import state_path
+from search.output.records import image_hit
 from search.query import ImageHit
 
 
 def ask_server(index_dir: str, texts: Sequence[str], negatives: Sequence[str], k: int,
-               under: str | None, min_score: float | None) -> list[ImageHit] | None:
+               where: PhotoFilter | None, min_score: float | None,
+               min_z: float | None = None) -> list[ImageHit] | None:
     """The hits from a running server of ``index_dir``, or None (then search in-process)."""
+    where = where or PhotoFilter()
     try:
         with open(state_path(index_dir), encoding="utf-8") as f:
             state = json.load(f)
         if os.path.realpath(state["index"]) != os.path.realpath(index_dir):
             return None  # the folder was copied or moved with a server's file in it
         params = [("q", t) for t in texts] + [("not", n) for n in negatives] + [("k", str(k))]
-        if under:
-            params.append(("under", os.path.realpath(os.path.expanduser(under))))
+        if where.under:
+            params.append(("under", os.path.realpath(os.path.expanduser(where.under))))
+        params += [(name, str(value)) for name, value in (
+            ("after", where.after), ("before", where.before), ("camera", where.camera),
+            ("near", where.near), ("within", where.within), ("sort", where.sort),
+            ("min_z", min_z)) if value is not None]
         request = urllib.request.Request(f"{state['url']}/api/search?"
                                          + urllib.parse.urlencode(params))
         if state.get("token"):
@@ -42,8 +50,7 @@ def ask_server(index_dir: str, texts: Sequence[str], negatives: Sequence[str], k
             if response.headers.get("X-Clipsearch-Instance") != state["instance"]:
                 return None  # a server of another index took the port of one that died
             rows = json.load(response)["results"]
-        hits = [ImageHit(r["rank"], r["score"], r["path"], r["id"], r["available"])
-                for r in rows]
+        hits = [image_hit(r) for r in rows]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return [h for h in hits if min_score is None or h.score >= min_score]

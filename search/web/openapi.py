@@ -19,7 +19,7 @@ class Param:
 
     name: str
     where: str  # "query", "path" or "form"
-    kind: str  # "string", "integer" or "binary" (a form's file)
+    kind: str  # "string", "integer", "number" or "binary" (a form's file)
     about: str
     required: bool = False
     repeat: bool = False
@@ -50,16 +50,32 @@ _TEXT = ("text; repeat for more terms, WEIGHT:TEXT weighs one")
 _NOT = "text to steer away from (repeatable)"
 _UNDER = "only photos below this folder"
 _PHOTO = (404, 416)
+# The filters and order of `clipsearch query` (search/filters.py), by the same names.
+_FILTERS = (("after", "string", "taken on or after: a date (2023-06-01) or date and time, "
+             "the photo's own clock"),
+            ("before", "string", "taken on or before (a date: up to the end of that day)"),
+            ("camera", "string", "camera make or model contains this (any case)"),
+            ("near", "string", "LAT,LON in degrees: photos taken near there"),
+            ("within", "string", "distance from near: 5km, 800m (default 5km)"),
+            ("sort", "string", "score (default) or taken: newest first"),
+            ("min_z", "number", "keep photos scoring this many standard deviations above "
+             "the collection's mean for this query"))
+
+
+def _filters(where: str) -> tuple[Param, ...]:
+    return tuple(Param(name, where, kind, about) for name, kind, about in _FILTERS)
+
 
 SEARCH = Endpoint("GET", "/api/search", "Photos ranked for a text query, as `clipsearch query` "
                   "ranks them", (Param("q", "query", "string", _TEXT, True, True),
                                  Param("not", "query", "string", _NOT, repeat=True),
-                                 Param("under", "query", "string", _UNDER), _K), "results")
+                                 Param("under", "query", "string", _UNDER), _K,
+                                 *_filters("query")), "results")
 UPLOAD = Endpoint("POST", "/api/search", "Photos ranked for an uploaded image (and optional text)",
                   (Param("image", "form", "binary", "the example image"),
                    Param("q", "form", "string", _TEXT, repeat=True),
                    Param("not", "form", "string", _NOT, repeat=True),
-                   Param("under", "form", "string", _UNDER),
+                   Param("under", "form", "string", _UNDER), *_filters("form"),
                    Param("k", "form", "integer", f"how many results (1..{MAX_K})"),
                    Param("k", "query", "integer", "how many results, when the form has no k")),
                   "results", (408, 411, 413, 503))
@@ -93,6 +109,11 @@ _ERROR = {"application/json": {"schema": {"type": "object", "properties": {
     "error": {"type": "string"}}}}}
 _HIT = {"id": {"type": "integer"}, "rank": {"type": "integer"}, "score": {"type": "number"},
         "path": {"type": "string"}, "available": {"type": "boolean"},
+        "z": {"type": "number"}, "taken": {"type": "string", "nullable": True},
+        "taken_source": {"type": "string", "enum": ["exif", "mtime"]},
+        "camera": {"type": "string"}, "width": {"type": "integer"},
+        "height": {"type": "integer"}, "gps": {"type": "object", "properties": {
+            "lat": {"type": "number"}, "lon": {"type": "number"}}},
         "date": {"type": "string", "nullable": True}, "thumb": {"type": "string"},
         "image": {"type": "string"}}
 _TEXT_HIT = {"rank": {"type": "integer"}, "score": {"type": "number"}, "text": {"type": "string"}}

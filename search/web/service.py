@@ -23,6 +23,7 @@ from typing import Any, BinaryIO, TypeVar
 
 from indexes.atomic import atomic_write
 from search.errors import ClipSearchError, ImageDecodeError
+from search.filters import PhotoFilter
 from search.library import Library
 from search.output import image_record, info_record, text_record
 from search.photos.thumbnails import thumbnail_jpeg
@@ -74,12 +75,15 @@ class SearchService:
         """Start loading the model, so the first image query does not wait for it."""
         self._pool.submit(lambda: self._lib.warm())
 
-    def search(self, texts: list[str], negatives: list[str], k: int, under: str | None,
+    def search(self, texts: list[str], negatives: list[str], k: int, where: PhotoFilter,
+               min_z: float | None = None,
                upload: tuple[bytes, str] | None = None) -> list[dict[str, Any]]:
-        """Photos for text terms, `negatives` and an uploaded image (bytes, file name)."""
+        """Photos for text terms, `negatives` and an uploaded image (bytes, file name),
+        filtered and ordered by `where`."""
         def work(lib: Library) -> list[ImageHit]:
+            where.check()  # a bad filter fails before an upload is decoded
             extra = [lib.upload_vector(*upload)] if upload else []
-            return lib.query(texts, [], negatives, k, under, vectors=extra)
+            return lib.query(texts, [], negatives, k, vectors=extra, where=where, min_z=min_z)
 
         return [self._result(hit) for hit in self._run(work)]
 
@@ -147,11 +151,15 @@ class SearchService:
             return data
 
     def _result(self, hit: ImageHit) -> dict[str, Any]:
-        try:
-            date = datetime.datetime.fromtimestamp(os.stat(hit.path).st_mtime).isoformat(
-                timespec="seconds")
-        except OSError:
-            date = None
-        return {**image_record(hit), "date": date,
+        date = hit.meta.taken if hit.meta else None
+        if date is None:
+            try:
+                date = datetime.datetime.fromtimestamp(os.stat(hit.path).st_mtime).isoformat(
+                    timespec="seconds")
+            except OSError:
+                date = None
+        # Every client that can reach this is on this machine or holds the token (a
+        # non-loopback --host needs one), so the place may be given.
+        return {**image_record(hit, place=True), "date": date,
                 "thumb": f"/api/thumb/{hit.id}?v={self.version}",
                 "image": f"/api/image/{hit.id}?v={self.version}"}
