@@ -116,6 +116,8 @@ def test_query_json_carries_the_metadata_and_html_leaves_the_place_out(
     assert paris["taken"] == "2023-07-14T18:03:11+02:00" and paris["taken_source"] == "exif"
     assert paris["camera"] == "Canon EOS R" and paris["gps"]["lat"] == pytest.approx(48.8584)
     assert plain["taken_source"] == "mtime" and "gps" not in plain
+    # z against the collection's scores: of two photos, one is 1 deviation above, one below.
+    assert sorted(r["z"] for r in rows.values()) == [-1.0, 1.0]
     assert plain["taken"] == dt.datetime.fromtimestamp(1_600_000_000).astimezone().isoformat()
     assert "48.858" not in page.read_text()  # a page made to share never holds the place
 

@@ -9,6 +9,7 @@ changed photo gets a new id), so ids are only ever added or retired.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,9 @@ STALE_LIMIT = 0.10
 # Compressed codes: re-rank REFINE x k candidates exactly with the catalog's float vectors,
 # deeper when the codes alone cannot reach the recall target (tuned at build time).
 REFINE = (10, 20, 50)
+# A filtered search widens the knob by 1 / (the fraction kept), at most this much; smaller
+# fractions are scanned exactly (search.query.EXACT_FRACTION).
+FILTER_SCALE_MAX = 20
 
 
 class VectorIndex:
@@ -210,24 +214,36 @@ class VectorIndex:
         fetch = min(fetch, self.count if allowed is None else len(allowed))
         sel = None if allowed is None else faiss.IDSelectorBatch(allowed.astype(np.int64))
         with _one_thread(len(queries) == 1 and self.built.knob is not None):
-            scores, ids = self._index.search(queries, max(fetch, 1), params=self._params(sel))
+            params = self._params(sel, len(allowed) / max(self.count, 1) if sel else 1.0)
+            scores, ids = self._index.search(queries, max(fetch, 1), params=params)
         if refine:
             scores, ids = self._rerank(queries, ids)
         if self._overlay is not None and not self._overlay.empty:
             scores, ids = self._overlay.merge(queries, scores, ids, fetch, sel)
         return scores[:, :want], ids[:, :want]
 
-    def _params(self, sel: Any) -> Any:
-        """Search parameters carrying an id filter, of the type each index kind expects."""
+    def _params(self, sel: Any, kept: float) -> Any:
+        """Search parameters carrying an id filter, of the type each index kind expects.
+
+        A filter that keeps a fraction `kept` of the collection has its k best among
+        the collection's k / kept best: the knob (lists probed, graph candidates) grows
+        by 1 / kept, up to FILTER_SCALE_MAX, so recall on the filtered set stays at the
+        tuned target (measured in tests/test_filters.py).
+        """
         import faiss
 
         if sel is None:
             return None
+        scale = min(math.ceil(1 / max(kept, 1e-9)), FILTER_SCALE_MAX)
+        value = (self.built.knob_value or 1) * scale
         if self.built.knob == "nprobe":  # IVF refuses plain parameters
-            params = faiss.SearchParametersIVF(sel=sel, nprobe=self.built.knob_value or 1)
+            ivf = faiss.extract_index_ivf(self._index)
+            params = faiss.SearchParametersIVF(sel=sel, nprobe=min(value, int(ivf.nlist)))
             if isinstance(self._index, faiss.IndexPreTransform):
                 return faiss.SearchParametersPreTransform(index_params=params)
             return params
+        if self.built.knob == "efSearch":  # IDMap2 passes them on, translating the ids
+            return faiss.SearchParametersHNSW(sel=sel, efSearch=value)
         return faiss.SearchParameters(sel=sel)  # IDMap2 translates ids for the inner index
 
     def _rerank(self, queries: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
