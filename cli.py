@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Optional, TypeVar
 
@@ -22,13 +22,13 @@ preload.start(sys.argv)  # a cold text query's tower loads while the rest import
 import typer
 
 # Light modules only: `--help`, argument errors and `info` must not wait on torch.
-from search import ClipSearchError, Library, ModelSpec, output
+from search import Library, ModelSpec, output
 from search.corpus import read_texts
 from search.encoding import PRECISIONS
-from search.errors import Interrupted
 from search.ingest import IngestSettings, requested_vector_settings
 from search.locations import check_folders, default_cache_dir, resolve_index_dir
 from search.output import options
+from search.output.terminal import fail, print_lines, reported, write
 from search.sizes import parse_size
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -41,51 +41,15 @@ app.add_typer(cache_app, name="cache")
 
 T = TypeVar("T")
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"clipsearch: error: {message}", err=True)
-    return typer.Exit(code)
-
-
-@contextlib.contextmanager
-def _reported() -> Iterator[None]:
-    """Turn library errors into one stderr line and an exit code."""
-    try:
-        yield
-    except Interrupted as exc:
-        typer.echo(f"clipsearch: {exc}", err=True)
-        raise typer.Exit(130) from None
-    except ClipSearchError as exc:
-        raise _fail(str(exc)) from None
-    except KeyboardInterrupt:
-        raise _fail("interrupted", 130) from None
-
 
 def _with_library(index: str | None, action: Callable[[Library], T], model: str | None = None,
                   pretrained: str | None = None, create: bool = False,
                   precision: str | None = None) -> T:
     if precision is not None and precision not in PRECISIONS:
-        raise _fail(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}", 2)
+        raise fail(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}", 2)
     spec = ModelSpec.requested(model, pretrained)
-    with _reported(), Library.open(index, spec, create=create, precision=precision) as lib:
+    with reported(), Library.open(index, spec, create=create, precision=precision) as lib:
         return action(lib)
-
-
-def _write(option: str, path: Path, text: str) -> None:
-    """Write an output file named by `option`; a failure is one error line, not a traceback."""
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise _fail(f"{option} {path}: cannot write ({exc.strerror})") from None
-
-
-def _print_lines(lines: Iterable[str], empty: str = "", err: bool = False) -> None:
-    """Echo each line (to stderr with `err`), or `empty` to stderr when there is none."""
-    printed = False
-    for line in lines:
-        typer.echo(line, err=err)
-        printed = True
-    if not printed and empty:
-        typer.echo(empty, err=True)
 
 
 @app.command()
@@ -99,7 +63,7 @@ def index(
     ray: options.Ray = None,
 ) -> None:
     """Index photo folders (incremental: only new and changed photos are encoded)."""
-    with _reported():
+    with reported():
         check_folders(folders or [])  # before the index folder is created
         memory = parse_size(max_memory, "--max-memory") if max_memory else None
         vectors = requested_vector_settings(index, index_type, memory, recall)
@@ -108,7 +72,7 @@ def index(
         report = _with_library(index, lambda lib: lib.index(folders or [], progress, settings,
                                                             vectors),
                                model, pretrained, create=True, precision=precision)
-    _print_lines(output.index_lines(report), err=True)
+    print_lines(output.index_lines(report), err=True)
 
 
 @app.command()
@@ -129,11 +93,11 @@ def query(
 ) -> None:
     """Find photos by text, by example image, or both (score = cosine similarity)."""
     if json_out and paths:
-        raise _fail("--json and --paths are exclusive; pick one", 2)
+        raise fail("--json and --paths are exclusive; pick one", 2)
     from search.filters import PhotoFilter
     from search.web import ask_server  # urllib and friends: only where a server is asked
 
-    with _reported():
+    with reported():
         where = PhotoFilter(under, after, before, camera, near, within, sort.value).check()
     hits = None
     if text and not (image or model or pretrained):  # a running `serve` answers fastest
@@ -144,10 +108,10 @@ def query(
             text or [], image or [], negative or [], k, min_score=min_score, where=where,
             min_z=min_z), model, pretrained)
     mode = output.line_mode(json_out, paths, sys.stdout.isatty())
-    _print_lines(output.image_lines(hits, mode), "no matching photos")
+    print_lines(output.image_lines(hits, mode), "no matching photos")
     if html is not None:
         title = " + ".join([*(text or []), *(image or [])]) or "clipsearch"
-        _write("--html", html, output.results_page(hits, title))
+        write("--html", html, output.results_page(hits, title))
         typer.echo(f"wrote {html}", err=True)
 
 
@@ -161,7 +125,7 @@ def serve(
     """Serve a search page and HTTP API for an index, keeping the model loaded."""
     from search import web
 
-    with _reported():  # Ctrl-C while starting is "interrupted", as for every command
+    with reported():  # Ctrl-C while starting is "interrupted", as for every command
         spec = ModelSpec.requested(model, pretrained)
         token, tls = web.secrets_from(token, token_file, tls_cert, tls_key)
         if web.serve(lambda: Library.open(index, spec), host, port, token, open_page,
@@ -178,7 +142,7 @@ def describe(
     """Rank the stored texts by how well they describe an image."""
     hits = _with_library(index, lambda lib: lib.describe(image, k))
     mode = output.line_mode(json_out, False, sys.stdout.isatty())
-    _print_lines(output.text_lines(hits, mode), "no texts")
+    print_lines(output.text_lines(hits, mode), "no texts")
 
 
 @texts_app.command("add")
@@ -188,7 +152,7 @@ def texts_add(
     index: options.Index = None, model: options.Model = None, pretrained: options.Pretrained = None,
 ) -> None:
     """Add texts (captions, tags, labels) to the corpus used by `describe`."""
-    with _reported():
+    with reported():
         texts = read_texts(file)
     added = _with_library(index, lambda lib: lib.add_texts(texts), model, pretrained, create=True)
     typer.echo(f"{added} texts added, {len(texts) - added} already present", err=True)
@@ -197,7 +161,7 @@ def texts_add(
 @texts_app.command("list")
 def texts_list(index: options.Index = None) -> None:
     """Print the corpus, one text per line."""
-    _print_lines(_with_library(index, lambda lib: lib.texts()))
+    print_lines(_with_library(index, lambda lib: lib.texts()))
 
 
 @texts_app.command("remove")
@@ -209,8 +173,8 @@ def texts_remove(
 ) -> None:
     """Remove texts from the corpus."""
     if not (text or file or all_texts):
-        raise _fail("give texts to remove, --file FILE, or --all", 2)
-    with _reported():
+        raise fail("give texts to remove, --file FILE, or --all", 2)
+    with reported():
         targets = None if all_texts else [*(text or []), *(read_texts(file) if file else [])]
     removed = _with_library(index, lambda lib: lib.remove_texts(targets))
     typer.echo(f"{removed} texts removed", err=True)
@@ -230,7 +194,7 @@ def eval_(
     from search.evaluation import EvalOptions, default_eval_index, evaluate, load_dataset
 
     ks = options.extra_ints(ctx.args, k or [])
-    with _reported():
+    with reported():
         data = load_dataset(dataset, images_root, split)
         index = index or default_eval_index(ModelSpec.create(model, pretrained), precision,
                                             decode.value)
@@ -240,9 +204,9 @@ def eval_(
         report = _with_library(index, lambda lib: evaluate(lib, data, settings, progress),
                                model, pretrained, create=True, precision=precision)
     report["dataset"]["path"] = str(Path(dataset).resolve())
-    _print_lines(output.eval_lines(report))
+    print_lines(output.eval_lines(report))
     if json_file is not None:
-        _write("--json", json_file, json.dumps(report, indent=2) + "\n")
+        write("--json", json_file, json.dumps(report, indent=2) + "\n")
 
 
 @app.command()
@@ -252,15 +216,15 @@ def info(
 ) -> None:
     """Model, folders, counts, sizes, and skipped files with the reasons."""
     details = _with_library(index, lambda lib: lib.info())
-    _print_lines(output.info_lines(details, errors, "json" if json_out else "text"))
+    print_lines(output.info_lines(details, errors, "json" if json_out else "text"))
 
 
 @cache_app.command("list")
 def cache_list() -> None:
     """The exported text towers in the model cache: size, last use, state."""
     from search.encoding.cachecontents import cache_entries
-    with _reported():
-        _print_lines(output.cache_lines(cache_entries(), default_cache_dir()))
+    with reported():
+        print_lines(output.cache_lines(cache_entries(), default_cache_dir()))
 
 
 @cache_app.command("prune")
@@ -269,9 +233,9 @@ def cache_prune(unused_days: options.UnusedDays = None) -> None:
     incomplete), and with --unused-days the unused ones; the next model load re-exports."""
     from search.encoding.cachecontents import prune_cache
 
-    with _reported():
+    with reported():
         removed = prune_cache(unused_days)
-    _print_lines(output.cache_lines(removed, default_cache_dir(), removed=True))
+    print_lines(output.cache_lines(removed, default_cache_dir(), removed=True))
 
 
 def main() -> None:

@@ -2,8 +2,9 @@
 
 JSON records shared by the CLI's `--json` and the HTTP API (records), lines for
 a terminal or a pipe (lines), the self-overwriting progress line (progress),
-the self-contained `--html` page of thumbnails (results_page), and the options
-the commands share (options). Nothing here chooses a stream or exits: the caller does.
+the self-contained `--html` page of thumbnails (results_page), the options the
+commands share (options), and how a command meets the terminal (terminal: one
+error line and an exit code; only it chooses streams and exits).
 """
 
 from search.output.lines import (
