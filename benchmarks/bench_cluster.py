@@ -110,15 +110,14 @@ def sharded_build(count: int) -> None:
     import ray
     from bench_scale import DIM, mixture
 
-    from indexes.vectors.index import _make
-    from indexes.vectors.kinds import choose, training_size
+    from indexes.vectors.kinds import choose, make_index, training_size
     from indexes.vectors.shards import filled_shards, merge_in_memory
     from search.ingest.cluster import ray_map
 
     vectors, queries = mixture(count, seed=1), mixture(1000, seed=99)
     ids = np.arange(count, dtype=np.int64)
     spec = choose("ivfpq", count, DIM, 16 << 30)
-    empty = _make(DIM, spec.factory)
+    empty = make_index(DIM, spec.factory)
     start = time.monotonic()
     empty.train(vectors[:training_size(spec, count)])
     trained_s = time.monotonic() - start

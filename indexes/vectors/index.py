@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from indexes.catalog import Catalog
-from indexes.vectors.kinds import default_max_memory, training_size
+from indexes.vectors.kinds import default_max_memory, make_index, training_size
 from indexes.vectors.overlay import Overlay
 from indexes.vectors.settings import BuildRecord, VectorSettings, outgrown
 from indexes.vectors.shards import (
@@ -83,7 +83,7 @@ class VectorIndex:
 
         count = catalog.counts()["vectors"]
         spec = settings.spec_for(count, dim)
-        index = _make(dim, spec.factory)
+        index = make_index(dim, spec.factory)
         trained_on = shards = 0
         if spec.trained:
             sample = catalog.sample_vectors(training_size(spec, count), dim)
@@ -282,21 +282,3 @@ def _code_size(index: faiss.Index) -> int:
     import faiss
 
     return int(faiss.extract_index_ivf(index).code_size)
-
-
-def _make(dim: int, factory: str) -> faiss.Index:
-    """`index_factory` with training settings for speed: no polysemous codes (unused
-    here, and they triple PQ training time), and 10 OPQ iterations instead of 50."""
-    import faiss
-
-    index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
-    with contextlib.suppress(RuntimeError):
-        inner = faiss.downcast_index(faiss.extract_index_ivf(index))
-        if hasattr(inner, "do_polysemous_training"):
-            inner.do_polysemous_training = False
-    if isinstance(index, faiss.IndexPreTransform):
-        for i in range(index.chain.size()):
-            transform = faiss.downcast_VectorTransform(index.chain.at(i))
-            if isinstance(transform, faiss.OPQMatrix):
-                transform.niter = 10
-    return index
