@@ -60,7 +60,7 @@ def index(
     precision: options.Precision = None, decode: options.Decode = options.DecodeMode.auto,
     index_type: options.IndexType = None, max_memory: options.MaxMemory = None,
     recall: options.Recall = None, engine: options.Engine = options.EngineMode.auto,
-    ray: options.Ray = None,
+    ray: options.Ray = None, watch: options.Watch = False,
 ) -> None:
     """Index photo folders (incremental: only new and changed photos are encoded)."""
     with reported():
@@ -69,6 +69,11 @@ def index(
         vectors = requested_vector_settings(index, index_type, memory, recall)
         settings = IngestSettings(decode=decode.value, engine=engine.value, ray=ray)
     with output.Progress(sys.stderr, "indexing", enabled=sys.stderr.isatty()) as progress:
+        if watch:  # each run's summary as it ends; Ctrl-C while idle stops
+            _with_library(index, lambda lib: lib.watch(
+                folders or [], progress, settings, vectors, output.watch_reporter(typer.echo)),
+                model, pretrained, create=True, precision=precision)
+            return
         report = _with_library(index, lambda lib: lib.index(folders or [], progress, settings,
                                                             vectors),
                                model, pretrained, create=True, precision=precision)
@@ -121,6 +126,7 @@ def serve(
     host: options.Host = "127.0.0.1", port: options.Port = 8765, token: options.Token = None,
     token_file: options.TokenFile = None, tls_cert: options.TlsCert = None,
     tls_key: options.TlsKey = None, open_page: options.OpenPage = False,
+    watch: options.Watch = False,
 ) -> None:
     """Serve a search page and HTTP API for an index, keeping the model loaded."""
     from search import web
@@ -130,7 +136,8 @@ def serve(
         token, tls = web.secrets_from(token, token_file, tls_cert, tls_key)
         if web.serve(lambda: Library.open(index, spec), host, port, token, open_page,
                      lambda where, url: typer.echo(f"serving {where} at {url} (Ctrl-C stops)",
-                                                   err=True), tls):
+                                                   err=True), tls,
+                     watch=output.watch_reporter(typer.echo) if watch else None):
             typer.echo("stopped", err=True)
 
 

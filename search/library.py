@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -93,6 +94,15 @@ class Library:
         Without `settings`, the defaults (and $CLIPSEARCH_ENGINE) as they are now.
         """
         return self._ingest.folders(folders, progress, settings or IngestSettings(), vectors)
+
+    def watch(self, folders: Sequence[str] = (), progress: ProgressFn | None = None,
+              settings: IngestSettings | None = None, vectors: VectorSettings | None = None,
+              reported: Callable[[IndexReport], None] = lambda report: None,
+              stop: threading.Event | None = None) -> None:
+        """`index`, then again within seconds of every change in the folders, until `stop`
+        is set (or Ctrl-C while idle); each run's report goes to `reported`."""
+        self._ingest.watch(folders, progress, settings or IngestSettings(), vectors, reported,
+                           stop or threading.Event())
 
     def index_files(self, paths: Sequence[str], progress: ProgressFn | None = None,
                     settings: IngestSettings | None = None) -> IndexReport:

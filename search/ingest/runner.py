@@ -6,8 +6,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from indexes.catalog import Catalog
@@ -22,6 +23,7 @@ from search.ingest.headers import fill_missing_metadata
 from search.ingest.pipeline import Indexer, IndexReport, ProgressFn
 from search.ingest.plan import Plan, plan, plan_files
 from search.ingest.prepare import IngestSettings
+from search.ingest.watch import watch
 from search.locations import check_folders, outermost, resolve_index_dir
 from search.photos import decoder_signature, draft
 
@@ -43,12 +45,16 @@ class IngestRunner:
                 settings: IngestSettings, vectors: VectorSettings | None) -> IndexReport:
         """Add or refresh folders; with none, refresh every folder indexed before."""
         roots = outermost(check_folders(folders) or self._present_roots())
+        return self._update(roots, bool(folders), progress, settings, vectors)
+
+    def _update(self, roots: list[str], require_images: bool, progress: ProgressFn | None,
+                settings: IngestSettings, vectors: VectorSettings | None) -> IndexReport:
         start = time.monotonic()
         with writer_lock(self._index_dir):
             self._catalog.upgrade()
             refit = vectors is not None and self._store.refit(self._catalog, vectors)
             todo = plan(self._catalog, roots, settings.include_hidden,
-                        require_images=bool(folders), retry_errors=self._decoders_changed())
+                        require_images=require_images, retry_errors=self._decoders_changed())
             report = self._run(todo, progress, settings, start)
             fill_missing_metadata(self._catalog, settings.workers)  # older indexes: headers
             if not (todo.work or todo.missing):  # the run saved nothing: rebuild if needed
@@ -59,6 +65,24 @@ class IngestRunner:
                 self._catalog.unlisted.replace(roots, todo.unlisted)  # for info --errors
         report.absent = [root for root in self._catalog.roots() if not os.path.isdir(root)]
         return report
+
+    def watch(self, folders: Sequence[str], progress: ProgressFn | None,
+              settings: IngestSettings, vectors: VectorSettings | None,
+              reported: Callable[[IndexReport], None], stop: threading.Event) -> None:
+        """`folders` once, then again after every change under them (`search.ingest.watch`)
+        until `stop` is set or Ctrl-C while idle, holding the write lock throughout (other
+        writers are refused, naming this process; queries go on)."""
+        with writer_lock(self._index_dir, "index --watch"):
+            roots = outermost(check_folders(folders) or self._present_roots())
+
+            def again() -> None:  # a folder gone (unmounted) keeps its photos, as always
+                present = [root for root in roots if os.path.isdir(root)]
+                reported(self._update(present, False, progress, settings, None))
+
+            with contextlib.suppress(KeyboardInterrupt):  # while idle: a person's stop
+                watch(roots, lambda: reported(self._update(roots, bool(folders), progress,
+                                                           settings, vectors)),
+                      again, stop, ignore=[self._index_dir])
 
     def files(self, paths: Sequence[str], progress: ProgressFn | None,
               settings: IngestSettings) -> IndexReport:

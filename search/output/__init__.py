@@ -16,6 +16,7 @@ from search.output.lines import (
     line_mode,
     summary,
     text_lines,
+    watch_reporter,
 )
 from search.output.progress import Phases, Progress
 from search.output.records import image_record, info_record, text_record
@@ -36,4 +37,5 @@ __all__ = [
     "summary",
     "text_lines",
     "text_record",
+    "watch_reporter",
 ]

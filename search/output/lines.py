@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from search.encoding.cachecontents import CacheEntry
@@ -65,6 +65,24 @@ def index_lines(report: IndexReport) -> Iterator[str]:
                f"{report.engine.seconds:.0f}s (once per model and machine; "
                "`clipsearch info` shows the figures)")
     yield summary(report)
+
+
+def watch_reporter(echo: Callable[..., None]) -> Callable[[IndexReport], None]:
+    """For `index --watch`: the first run's lines, then each later run's that changed
+    something, to stderr through `echo` (typer's), each with the time it ended."""
+    runs = 0
+
+    def report(done: IndexReport) -> None:
+        nonlocal runs
+        runs += 1
+        if runs > 1 and done.nothing_to_do:
+            return
+        for line in index_lines(done):
+            echo(f"{time.strftime('%H:%M:%S')} {line}", err=True)
+        if runs == 1:
+            echo("watching for changes (Ctrl-C stops)", err=True)
+
+    return report
 
 
 def summary(report: IndexReport) -> str:

@@ -78,6 +78,9 @@ TlsCert = Annotated[Optional[str], typer.Option(
 TlsKey = Annotated[Optional[str], typer.Option(help="The certificate's private key (PEM).")]
 OpenPage = Annotated[bool, typer.Option(
     "--open", help="Open the page in a browser (logged in by a one-time code, not the token).")]
+Watch = Annotated[bool, typer.Option(
+    "--watch", help="After indexing, keep watching the folders and index changes within "
+    "seconds (Ctrl-C stops).")]
 # query's filters and order (search/filters.py checks the values)
 After = Annotated[Optional[str], typer.Option(
     help="Taken on or after: a date (2023-06-01) or date and time (2023-06-01T18:30), on "

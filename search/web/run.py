@@ -6,21 +6,27 @@ Ctrl-C or SIGTERM and closes everything on the way out.
 
 from __future__ import annotations
 
+import logging
 import os
 import ssl
+import threading
 from collections.abc import Callable
 
-from search.errors import CannotListen, QueryError
+from search.errors import CannotListen, ClipSearchError, QueryError
+from search.ingest.pipeline import IndexReport
 from search.library import Library
 from search.web.client import state_path
 from search.web.limits import Limits
 from search.web.server import Server, Tls, serve_forever
 from search.web.service import SearchService
 
+log = logging.getLogger(__name__)
+
 
 def serve(open_library: Callable[[], Library], host: str, port: int, token: str | None,
           open_page: bool, announce: Callable[[str, str], None],
-          tls: Tls | None = None, limits: Limits = Limits()) -> bool:
+          tls: Tls | None = None, limits: Limits = Limits(),
+          watch: Callable[[IndexReport], None] | None = None) -> bool:
     """Serve the search page and HTTP API of one index until Ctrl-C or SIGTERM.
 
     ``open_library`` runs on the service's own thread. ``announce(index_dir, url)``
@@ -28,7 +34,10 @@ def serve(open_library: Callable[[], Library], host: str, port: int, token: str 
     page in a browser, logged in with a one-time code rather than the token (a
     browser's command line is visible to every user of the machine). However it
     stops, the server, its state file and the Library are closed; requests in
-    flight get ``limits.graceful`` seconds to finish.
+    flight get ``limits.graceful`` seconds to finish. With ``watch``, a writer thread
+    with its own Library (``open_library`` again) keeps the index up to date with its
+    folders (`Library.watch`), handing each run's report to ``watch``; queries see each
+    commit.
 
     Returns:
         True when Ctrl-C stopped it; False for SIGTERM (or ``server.shutdown()``).
@@ -42,6 +51,7 @@ def serve(open_library: Callable[[], Library], host: str, port: int, token: str 
     # Many small queries: one thread each beats OpenMP teams fighting over the cores
     # (benchmarks/bench_serve.py, 2 cores, 4 clients: 44 queries/s against 10).
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    stop = threading.Event()  # ends the watch, if any, when serving ends
     service = SearchService(open_library)
     try:
         try:
@@ -49,6 +59,8 @@ def serve(open_library: Callable[[], Library], host: str, port: int, token: str 
         except OSError as exc:
             raise CannotListen(host, port, exc.strerror) from None
         service.warm()
+        if watch is not None:
+            _start_watching(open_library, watch, stop)
         announce(service.index_dir, server.url)
         if open_page:
             import webbrowser
@@ -61,7 +73,22 @@ def serve(open_library: Callable[[], Library], host: str, port: int, token: str 
             return True  # Ctrl-C before the loop took over the signal: still a person's stop
         return server.stopped_by_ctrl_c
     finally:
+        stop.set()
         service.close()
+
+
+def _start_watching(open_library: Callable[[], Library],
+                    reported: Callable[[IndexReport], None], stop: threading.Event) -> None:
+    """The index kept up to date on a thread of its own (its own catalog connection and
+    write lock); a failure to start or while watching is logged, and serving goes on."""
+    def work() -> None:
+        try:
+            with open_library() as writer:
+                writer.watch(reported=reported, stop=stop)
+        except ClipSearchError as exc:
+            log.error("--watch stopped: %s", exc)
+
+    threading.Thread(target=work, name="clipsearch-watch", daemon=True).start()
 
 
 def secrets_from(token: str | None, token_file: str | None, tls_cert: str | None,
