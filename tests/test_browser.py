@@ -116,6 +116,19 @@ def test_a_link_shows_its_results_and_back_restores_the_previous_search(
     assert first_alt(page) == night[0]
 
 
+def test_filters_live_in_the_url_and_reach_the_api(page, site: Server) -> None:  # noqa: ANN001
+    page.goto(site.url + "/?q=night&after=2000-01-01&sort=taken")
+    first_row_loaded(page)
+    assert page.locator("#filters").get_attribute("open") is not None  # shown: some are set
+    assert page.input_value('input[name="after"]') == "2000-01-01"
+    assert page.input_value('select[name="sort"]') == "taken"
+    page.fill('input[name="camera"]', "no such camera")
+    page.press('input[name="q"]', "Enter")
+    page.wait_for_url("**camera=no+such+camera*")
+    page.wait_for_function("() => document.getElementById('status').textContent === "
+                           "'no matches'")
+
+
 def test_arrow_keys_walk_the_results_enter_opens_and_escape_closes(page) -> None:  # noqa: ANN001
     page.fill('input[name="q"]', "night")
     page.press('input[name="q"]', "Enter")

@@ -31,6 +31,11 @@ button{cursor:pointer;background:#2d5fd3;border-color:#2d5fd3}
 #view img{max-width:100%;max-height:70vh;object-fit:contain}
 #view .meta{max-width:900px;width:100%;word-break:break-all}
 #view ol{margin:4px 0;padding-left:22px}
+#results figure.weak{opacity:.5}
+details{flex-basis:100%}
+details summary{cursor:pointer;color:#aaa}
+details div{display:flex;flex-wrap:wrap;gap:6px;margin-top:6px}
+details input{flex:0 1 150px;min-width:0}
 </style></head><body>
 <header>
  <form id="search" autocomplete="off">
@@ -41,6 +46,17 @@ button{cursor:pointer;background:#2d5fd3;border-color:#2d5fd3}
    <option>24</option><option selected>48</option><option>96</option><option>200</option>
   </select>
   <button type="submit">Search</button>
+  <details id="filters"><summary>Filters</summary><div>
+   <label>taken after <input name="after" type="date"></label>
+   <label>before <input name="before" type="date"></label>
+   <input name="camera" placeholder="camera" aria-label="camera">
+   <input name="near" placeholder="near LAT,LON" aria-label="near">
+   <input name="within" placeholder="within 5km" aria-label="within">
+   <select name="sort" aria-label="order"><option value="score">best match</option>
+    <option value="taken">newest first</option></select>
+   <input name="min_z" type="number" step="0.5" min="0" placeholder="stand out (z)"
+    aria-label="minimum z">
+  </div></details>
  </form>
  <label id="drop" title="or drop an image anywhere">Search by image
   <input id="file" type="file" accept="image/*" hidden></label>
@@ -53,6 +69,17 @@ button{cursor:pointer;background:#2d5fd3;border-color:#2d5fd3}
 const form = document.getElementById("search"), results = document.getElementById("results");
 const status = document.getElementById("status"), view = document.getElementById("view");
 let current = null;  // {kind, arg, k}: what the grid shows, to load more on scroll
+// The filters and order, by the API's names (they are in the URL too).
+const FILTERS = ["under", "after", "before", "camera", "near", "within", "sort", "min_z"];
+const STRONG_Z = 3;  // matches this many deviations above the collection's mean stand out
+function filters() {
+  const f = {};
+  for (const name of FILTERS) {
+    const value = form[name].value.trim();
+    if (value && !(name === "sort" && value === "score")) f[name] = value;
+  }
+  return f;
+}
 let loading = false, exhausted = false, selected = -1;  // selected: the keyboard's card
 
 // As on the command line: plain words make one term; a quoted phrase or a weighted
@@ -83,6 +110,8 @@ function card(hit) {
   img.loading = "lazy"; img.src = hit.thumb; img.alt = hit.path;
   const cap = document.createElement("figcaption");
   cap.textContent = hit.score.toFixed(3);
+  if (hit.z !== undefined && hit.z < STRONG_Z && current?.sorted !== "taken")
+    fig.classList.add("weak");  // where the strong matches end
   fig.append(img, cap);
   fig.addEventListener("click", () => open(hit));
   return fig;
@@ -95,7 +124,7 @@ async function show(kind, arg, k, more) {
     if (kind === "text") {
       const p = new URLSearchParams();
       arg.q.forEach(v => p.append("q", v)); arg.not.forEach(v => p.append("not", v));
-      if (arg.under) p.set("under", arg.under);
+      for (const [name, value] of Object.entries(arg.filters)) p.set(name, value);
       p.set("k", k);
       data = await getJSON("/api/search?" + p);
     } else if (kind === "similar") {
@@ -103,26 +132,32 @@ async function show(kind, arg, k, more) {
     } else {
       const body = new FormData();
       body.append("image", arg); body.append("k", k);
+      for (const [name, value] of Object.entries(filters())) body.append(name, value);
       data = await getJSON("/api/search", {method: "POST", body});
     }
     const shown = more ? results.children.length : 0;
     if (!more) { results.replaceChildren(); selected = -1; }
+    current = {kind, arg, k, sorted: form.sort.value};
     data.results.slice(shown).forEach(h => results.append(card(h)));
     exhausted = data.results.length < k;
-    current = {kind, arg, k};
-    status.textContent = data.results.length ? `${data.results.length} photos` : "no matches";
+    const strong = data.results.filter(h => h.z >= STRONG_Z).length;
+    status.textContent = data.results.length ? `${data.results.length} photos` +
+      (current.sorted === "taken" ? ", newest first" : `, ${strong} stand out`) : "no matches";
   } catch (e) { fail(e.message); } finally { loading = false; }
 }
 // The search lives in the URL (/?q=...&under=...&k=...): a link or a reload shows the same
 // results, and Back / Forward move through searches.
 function fromURL() {
   const p = new URLSearchParams(location.search);
-  form.q.value = p.get("q") || ""; form.under.value = p.get("under") || "";
+  form.q.value = p.get("q") || "";
+  for (const name of FILTERS) form[name].value = p.get(name) || (name === "sort" ? "score" : "");
+  if (FILTERS.some(name => name !== "under" && p.get(name)))
+    document.getElementById("filters").open = true;
   if (p.get("k")) form.k.value = p.get("k");
   if (p.get("similar")) return show("similar", p.get("similar"), +form.k.value, false);
   if (!form.q.value.trim()) { results.replaceChildren(); status.textContent = ""; return; }
   const t = terms(form.q.value);
-  t.under = form.under.value.trim();
+  t.filters = filters();
   show("text", t, +form.k.value, false);
 }
 function navigate(params) {
@@ -133,8 +168,7 @@ function navigate(params) {
 form.addEventListener("submit", ev => {
   ev.preventDefault();
   if (!terms(form.q.value).q.length) return fail("type what to look for");
-  const params = {q: form.q.value.trim()};
-  if (form.under.value.trim()) params.under = form.under.value.trim();
+  const params = {q: form.q.value.trim(), ...filters()};
   if (form.k.value !== "48") params.k = form.k.value;
   navigate(params);
 });
@@ -169,8 +203,12 @@ async function open(hit) {
     "<ol class=texts></ol><button class=more>More like this</button> " +
     "<button class=close>Close</button>";
   meta.querySelector(".path").textContent = hit.path + (hit.available ? "" : " (unavailable)");
-  meta.querySelector(".score").textContent =
-    `score ${hit.score.toFixed(3)}` + (hit.date ? ` · ${hit.date.replace("T", " ")}` : "");
+  meta.querySelector(".score").textContent = [`score ${hit.score.toFixed(3)}`,
+    hit.z !== undefined ? `z ${hit.z.toFixed(1)}` : "",
+    hit.date ? hit.date.replace("T", " ") + (hit.taken_source === "mtime" ? " (file date)" : "")
+      : "", hit.camera || "",
+    hit.gps ? `${hit.gps.lat.toFixed(5)}, ${hit.gps.lon.toFixed(5)}` : ""].filter(Boolean)
+    .join(" · ");
   meta.querySelector(".more").addEventListener("click", () => {
     view.classList.remove("open"); navigate({similar: hit.id});
   });
