@@ -29,7 +29,7 @@ from crashkit import (
 )
 from test_incremental import assert_faiss_matches_catalog
 
-KILLS = 12
+KILLS = 8  # benchmarks/soak_crash.py kills more
 
 
 def test_kill_9_at_random_moments_keeps_every_committed_photo(tiny_dir: Path,

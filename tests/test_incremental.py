@@ -140,12 +140,28 @@ def test_ctrl_c_keeps_committed_batches_and_a_rerun_resumes(
 def test_a_second_writer_is_refused_while_the_first_holds_the_lock(
     open_library, photos, tmp_path
 ) -> None:
+    import threading
+
     from indexes.lock import writer_lock
     from search.errors import IndexBusy
 
     lib = open_library()
-    with writer_lock(str(tmp_path / "index")), pytest.raises(IndexBusy, match="another"):
-        lib.index([str(photos)])
+    held, release = threading.Event(), threading.Event()
+
+    def first_writer() -> None:  # another thread: the lock is re-entrant only for its holder
+        with writer_lock(str(tmp_path / "index"), "index"):
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=first_writer)
+    holder.start()
+    held.wait(30)
+    try:
+        with pytest.raises(IndexBusy, match=rf"another clipsearch process \(pid {os.getpid()}"):
+            lib.index([str(photos)])
+    finally:
+        release.set()
+        holder.join(30)
     assert lib.index([str(photos)]).new == 12  # released: the next run proceeds
 
 
