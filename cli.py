@@ -247,6 +247,7 @@ def cache_prune(unused_days: options.UnusedDays = None) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="clipsearch: %(message)s")
+    logging.captureWarnings(True)  # so they, too, print above a progress bar
     try:
         app()
         code: object = 0

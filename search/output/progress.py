@@ -1,79 +1,86 @@
-"""Progress of a long run (indexing, benchmark encoding) on one self-overwriting line."""
+"""Progress of a long run (indexing, benchmark encoding): a tqdm bar on a terminal.
+
+Count, rate and ETA on one bar per run (or per phase); nothing at all when
+not `enabled` (a pipe), and tqdm is then not even imported. While a bar is
+shown, log messages (warnings about a photo, Ray's notices) are printed above
+it through tqdm, never through it.
+"""
 
 from __future__ import annotations
 
-import time
-from typing import TextIO
+import contextlib
+import shutil
+from typing import Any, TextIO
 
 
 class Progress:
-    """`done/total`, rate and ETA on one self-overwriting line; silent unless `enabled`."""
+    """`done/total`, rate and ETA on a bar; silent unless `enabled`. Use it as a context
+    manager: log messages then go above the bar, and a bar left open (Ctrl-C) is closed."""
 
     def __init__(self, stream: TextIO, label: str, enabled: bool, every: float = 0.25) -> None:
         self._stream = stream
         self._label = label
         self._enabled = enabled
         self._every = every
-        self._start = time.monotonic()
-        self._last = 0.0
-        self._line_open = False
+        self._bar: Any = None  # tqdm, while a run is under way
+        self._logs = contextlib.ExitStack()
 
     def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if not self._enabled or (now - self._last < self._every and done < total):
+        if not self._enabled:
             return
-        self._last = now
-        elapsed = max(now - self._start, 1e-9)
-        rate = done / elapsed
-        eta = _clock((total - done) / rate) if rate > 0 else "?"
-        pct = 100 * done / total if total else 100
-        self._stream.write(f"\r{self._label} {done}/{total} ({pct:3.0f}%)  "
-                           f"{rate:6.1f}/s  ETA {eta}   ")
-        self._line_open = done < total
-        if not self._line_open:
-            self._stream.write("\n")
-        self._stream.flush()
+        if self._bar is None or self._bar.total != total or done < self._bar.n:
+            self.close()  # a new run (index --watch runs again and again)
+            from tqdm import tqdm
+
+            size = shutil.get_terminal_size((100, 24))  # a bare pty says 0 x 0: tqdm hides
+            self._bar = tqdm(total=total, desc=self._label, file=self._stream, unit=" photos",
+                             mininterval=self._every, ncols=min(size.columns or 100, 120),
+                             nrows=size.lines or 24, smoothing=0, leave=True)  # mean rate
+        self._bar.update(done - self._bar.n)
+        if done >= total:
+            self.close()
 
     def close(self) -> None:
-        """End the line if a run stopped part-way (Ctrl-C), so messages start clean."""
-        if self._line_open:
-            self._line_open = False
-            self._stream.write("\n")
-            self._stream.flush()
+        """End the bar if one is open, so later messages start on a clean line."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
     def __enter__(self) -> Progress:
+        if self._enabled:
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            self._logs.enter_context(logging_redirect_tqdm())
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+        self._logs.close()
 
 
 class Phases:
-    """One Progress line per phase of a run (`encoding images`, then `encoding captions`).
+    """One Progress bar per phase of a run (`encoding images`, then `encoding captions`).
 
-    Called with a phase name it starts that phase's line; leaving the ``with``
-    block closes every line, as :meth:`Progress.close` does for one.
+    Called with a phase name it starts that phase's bar; leaving the ``with``
+    block closes every bar, as :meth:`Progress.close` does for one.
     """
 
     def __init__(self, stream: TextIO, label: str, enabled: bool) -> None:
         self._stream = stream
         self._label = label
         self._enabled = enabled
-        self._lines: list[Progress] = []
+        self._bars: list[Progress] = []
+        self._logs = Progress(stream, label, enabled)  # only to route log messages
 
     def __call__(self, phase: str) -> Progress:
-        self._lines.append(Progress(self._stream, f"{self._label} {phase}", self._enabled))
-        return self._lines[-1]
+        self._bars.append(Progress(self._stream, f"{self._label} {phase}", self._enabled))
+        return self._bars[-1]
 
     def __enter__(self) -> Phases:
+        self._logs.__enter__()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        for line in self._lines:
-            line.close()
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+        for bar in self._bars:
+            bar.close()
+        self._logs.__exit__(*exc_info)
