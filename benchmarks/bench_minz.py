@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from indexes.catalog import Catalog  # noqa: E402
 from indexes.vectors import VectorIndex, VectorSettings  # noqa: E402
-from search.query import Z_SAMPLE, search_images, with_z  # noqa: E402
+from search.query import Z_SAMPLE, ScoreSpread, search_images, with_z  # noqa: E402
 
 DIM = 512
 
@@ -62,7 +62,7 @@ def main() -> None:
             catalog.bump_generation()
         label_of = dict(zip(ids, truth.tolist(), strict=True))
         index = VectorIndex.build(catalog, DIM, VectorSettings("flat"))
-        sample = catalog.sample_vectors(Z_SAMPLE, DIM)
+        sample = ScoreSpread.of(catalog.sample_vectors(Z_SAMPLE, DIM))
         print(f"{args.photos} photos, {args.labels} labels of {sizes.min()}-{sizes.max()} "
               f"photos ({len(labels)} labelled), the rest unlabelled")
         for z in (2.0, 3.0, 4.0, 5.0):

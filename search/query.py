@@ -113,15 +113,36 @@ def search_images(index: VectorIndex, catalog: Catalog, query: np.ndarray, k: in
             for rank, (s, i) in enumerate(hits, 1)]
 
 
-def with_z(hits: list[ImageHit], query: np.ndarray, sample: np.ndarray,
+@dataclass(frozen=True)
+class ScoreSpread:
+    """The mean and covariance of the collection's vectors (or a fixed sample of them): a
+    query's mean score is q . mean and its variance q . cov . q, the same as scoring every
+    vector, in d x d operations instead of n x d."""
+
+    mean: np.ndarray  # float64, (d,)
+    cov: np.ndarray  # float64, (d, d)
+
+    @classmethod
+    def of(cls, vectors: np.ndarray) -> ScoreSpread:
+        x = np.asarray(vectors, np.float64)
+        mean = x.mean(axis=0)
+        centred = x - mean
+        return cls(mean, centred.T @ centred / max(len(x), 1))
+
+    def scores(self, query: np.ndarray) -> tuple[float, float]:
+        """The mean and standard deviation of the query's scores over the vectors."""
+        q = np.asarray(query, np.float64)
+        return float(q @ self.mean), float(np.sqrt(max(q @ self.cov @ q, 0.0)))
+
+
+def with_z(hits: list[ImageHit], query: np.ndarray, spread: ScoreSpread,
            min_z: float | None) -> list[ImageHit]:
-    """Each hit's z-score against the scores of `sample` (the collection, or a fixed
-    sample of it), keeping those at or above `min_z`."""
-    scores = sample @ query
-    mean, spread = float(np.mean(scores)), float(np.std(scores))
+    """Each hit's z-score against the collection's scores for `query` (`spread`), keeping
+    those at or above `min_z`."""
+    mean, deviation = spread.scores(query)
     out = []
     for hit in hits:
-        z = (hit.score - mean) / spread if spread > 0 else 0.0
+        z = (hit.score - mean) / deviation if deviation > 0 else 0.0
         if min_z is None or z >= min_z:
             out.append(dataclasses.replace(hit, z=round(z, 4)))
     return out
@@ -163,7 +184,7 @@ class Searcher:
         self._catalog = catalog
         self._store = store
         self._session = session
-        self._sample: tuple[int, np.ndarray] | None = None  # (generation, vectors) for z
+        self._sample: tuple[int, ScoreSpread] | None = None  # (generation, spread) for z
 
     def images(self, texts: Sequence[str], images: Sequence[str], negatives: Sequence[str],
                k: int, where: PhotoFilter, min_score: float | None, min_z: float | None,
@@ -191,11 +212,13 @@ class Searcher:
         hits = search_images(index, self._catalog, vector, k)
         return with_z(hits, vector, self._z_sample(index.dim), None)
 
-    def _z_sample(self, dim: int) -> np.ndarray:
-        """Every stored vector, or a fixed random sample of Z_SAMPLE, once per generation."""
+    def _z_sample(self, dim: int) -> ScoreSpread:
+        """The spread of every stored vector, or of a fixed random sample of Z_SAMPLE, once
+        per generation."""
         generation = self._catalog.generation()
         if self._sample is None or self._sample[0] != generation:
-            self._sample = (generation, self._catalog.sample_vectors(Z_SAMPLE, dim))
+            self._sample = (generation,
+                            ScoreSpread.of(self._catalog.sample_vectors(Z_SAMPLE, dim)))
         return self._sample[1]
 
     def describe(self, image: str, k: int) -> list[TextHit]:

@@ -17,7 +17,7 @@ import search.query as query_module
 from indexes.catalog import Catalog, PhotoMeta
 from indexes.vectors import VectorIndex, VectorSettings
 from search.filters import PhotoFilter, distance_m
-from search.query import newest_first, search_images, with_z
+from search.query import ScoreSpread, newest_first, search_images, with_z
 
 DIM, COUNT = 64, 20_000
 GROUPS = {"half": 0.5, "five": 0.05, "tenth": 0.001}  # camera names -> share of photos
@@ -140,7 +140,8 @@ def test_min_z_keeps_the_planted_matches_and_nothing_else(tmp_path: Path) -> Non
         cat.bump_generation()
     index = VectorIndex.build(cat, DIM, VectorSettings("flat"))
     hits = search_images(index, cat, target.astype(np.float32), 50)
-    kept = with_z(hits, target.astype(np.float32), cat.sample_vectors(10_000, DIM), 4.0)
+    kept = with_z(hits, target.astype(np.float32),
+                  ScoreSpread.of(cat.sample_vectors(10_000, DIM)), 4.0)
     assert sorted(h.id for h in kept) == list(range(3001, 3006))  # the planted five
     scores = vectors @ target  # the reference: every photo's score
     top = kept[0]
