@@ -1,0 +1,186 @@
+"""Duplicates: groups of the same photo from stored vectors, checked against a hand-made set.
+
+The set: distinct generated photos, and for some of them a byte copy, a resize, a JPEG
+re-compression at low quality, the other format (PNG <-> JPEG) and a 5% crop. The truth
+is which files came from which photo; the found groups are compared with it pair by pair.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from tiny import make_photo
+
+from search.duplicates import Member
+from search.duplicates.groups import keep_order
+from search.duplicates.pairs import close_pairs, groups_of
+
+FAMILIES = 8  # photos with variants
+SINGLES = 12  # photos with none
+SIZE = (320, 240)
+T0 = 1_600_000_000  # mtimes: originals first, each variant an hour later than the last
+# The tiny test model is random, not CLIP: every picture it sees is much alike. Over this
+# set (printed by test_the_threshold_sits_in_the_gap) variants of one photo scored >= 0.9995
+# and distinct photos <= 0.9942 (p99 0.9920), so the test threshold sits in that gap, at
+# about the geometric middle of the two distances (1 - cosine). Real models use
+# DEFAULT_THRESHOLD (0.99, from Immich's practice: see search/duplicates/groups.py).
+THRESHOLD = 0.998
+
+
+def build_set(root: Path) -> dict[str, str]:
+    """{path: the photo it shows}. Originals in root/a, variants in root/b."""
+    truth: dict[str, str] = {}
+
+    def add(path: Path, photo: str, hours: int) -> None:
+        os.utime(path, (T0 + 3600 * hours, T0 + 3600 * hours))
+        truth[str(path)] = photo
+
+    for i in range(FAMILIES + SINGLES):
+        ext = "jpg" if i % 2 == 0 else "png"
+        original = make_photo(root / "a" / f"photo{i:02d}.{ext}", seed=100 + i, size=SIZE)
+        name = f"photo{i:02d}"
+        if ext == "jpg":  # make_photo saves at Pillow's default quality; ours is known
+            Image.open(original).convert("RGB").save(original, quality=92)
+        add(original, name, 0)
+        if i >= FAMILIES:
+            continue
+        b = root / "b"
+        b.mkdir(parents=True, exist_ok=True)
+        image = Image.open(original).convert("RGB")
+        copy = b / f"{name}-copy.{ext}"
+        shutil.copyfile(original, copy)
+        add(copy, name, 1)
+        # Half the families are scaled up (then the bigger one is the one to keep), half down.
+        scale = 1.25 if i % 4 < 2 else 0.5
+        image.resize((int(SIZE[0] * scale), int(SIZE[1] * scale)), Image.LANCZOS).save(
+            b / f"{name}-resized.jpg", quality=90)
+        add(b / f"{name}-resized.jpg", name, 2)
+        image.save(b / f"{name}-q35.jpg", quality=35)
+        add(b / f"{name}-q35.jpg", name, 3)
+        other = b / f"{name}-other.{'png' if ext == 'jpg' else 'jpg'}"
+        image.save(other)
+        add(other, name, 4)
+        w, h = SIZE  # 5% of each side's length off, 2.5% at each edge
+        image.crop((w // 40, h // 40, w - w // 40, h - h // 40)).save(b / f"{name}-crop.jpg",
+                                                                     quality=90)
+        add(b / f"{name}-crop.jpg", name, 5)
+    return truth
+
+
+def truth_pairs(truth: dict[str, str]) -> set[frozenset[str]]:
+    return {frozenset((p, q)) for p, q in itertools.combinations(truth, 2)
+            if truth[p] == truth[q]}
+
+
+def found_pairs(groups: list) -> set[frozenset[str]]:
+    return {frozenset((a.path, b.path)) for g in groups
+            for a, b in itertools.combinations(g.members, 2)}
+
+
+@pytest.fixture
+def photo_set(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    root = tmp_path / "photos"
+    return root, build_set(root)
+
+
+@pytest.fixture
+def indexed(open_library, photo_set):  # noqa: ANN001, ANN201
+    root, truth = photo_set
+    lib = open_library()
+    lib.index([str(root)])
+    return lib, root, truth
+
+
+def test_the_threshold_sits_in_the_gap(indexed) -> None:  # noqa: ANN001
+    # Not a test of the code: it keeps the choice of THRESHOLD honest for this model and set.
+    lib, _, truth = indexed
+    paths = sorted(truth)
+    _, vectors, missing = lib.image_vectors(paths)
+    assert not missing
+    cosines = vectors @ vectors.T
+    pairs = list(itertools.combinations(range(len(paths)), 2))
+    same = [cosines[i, j] for i, j in pairs if truth[paths[i]] == truth[paths[j]]]
+    other = [cosines[i, j] for i, j in pairs if truth[paths[i]] != truth[paths[j]]]
+    print(f"same photo: min {min(same):.4f}; distinct: max {max(other):.4f}, "
+          f"p99 {np.quantile(other, 0.99):.4f}")
+    assert min(same) >= THRESHOLD > max(other)
+
+
+def test_found_pairs_match_the_truth(indexed) -> None:  # noqa: ANN001
+    lib, _, truth = indexed
+    groups = lib.duplicates(THRESHOLD)
+    found, expected = found_pairs(groups), truth_pairs(truth)
+    precision = len(found & expected) / len(found)
+    recall = len(found & expected) / len(expected)
+    print(f"pairs: {len(found)} found, {len(expected)} true; precision {precision:.3f}, "
+          f"recall {recall:.3f}")
+    assert precision >= 0.95 and recall >= 0.95
+    assert len(groups) == FAMILIES  # the singles are in no group
+
+
+def test_the_photo_to_keep_has_most_pixels_then_was_taken_first(indexed) -> None:  # noqa: ANN001
+    lib, root, _ = indexed
+    keep = {Path(g.keep.path).name for g in lib.duplicates(THRESHOLD)}
+    # Families 0, 1, 4, 5 were scaled up: the bigger (later) file wins. The others: the
+    # original, the oldest of the full-size files (copy, q35 and other format are as large).
+    expected = {f"photo{i:02d}-resized.jpg" if i % 4 < 2 else
+                f"photo{i:02d}.{'jpg' if i % 2 == 0 else 'png'}" for i in range(FAMILIES)}
+    assert keep == expected
+    for group in lib.duplicates(THRESHOLD):
+        assert [m.path for m in group.members] == sorted(
+            (m.path for m in group.members), key=lambda p: keep_order(
+                next(m for m in group.members if m.path == p)))
+
+
+def test_keep_order_breaks_ties_by_the_shortest_path() -> None:
+    def member(path: str, width: int, taken: str | None) -> Member:
+        return Member(1, path, 10, width, 100, taken, 1.0)
+
+    photos = [member("/p/long-name.jpg", 100, "2020-01-01T10:00:00"),
+              member("/p/a.jpg", 100, "2020-01-01T10:00:00"),
+              member("/p/older.jpg", 100, "2019-05-01T10:00:00+02:00"),
+              member("/p/unknown-date.jpg", 100, None),
+              member("/p/bigger.jpg", 200, None)]
+    assert [m.path for m in sorted(photos, key=keep_order)] == [
+        "/p/bigger.jpg", "/p/older.jpg", "/p/a.jpg", "/p/long-name.jpg", "/p/unknown-date.jpg"]
+
+
+def test_under_keeps_only_photos_below_the_folder(indexed) -> None:  # noqa: ANN001
+    lib, root, truth = indexed
+    below = {p: t for p, t in truth.items() if p.startswith(str(root / "b") + os.sep)}
+    groups = lib.duplicates(THRESHOLD, under=str(root / "b"))
+    assert found_pairs(groups) == truth_pairs(below)
+
+
+def test_a_threshold_outside_zero_to_one_is_refused(indexed) -> None:  # noqa: ANN001
+    from search.errors import QueryError
+
+    lib = indexed[0]
+    for bad in (0.0, -0.5, 1.5):
+        with pytest.raises(QueryError, match="--threshold"):
+            lib.duplicates(bad)
+    assert lib.duplicates(1.0) is not None  # byte copies meet even 1.0 (float rounding)
+
+
+def test_pairs_and_groups_match_brute_force() -> None:
+    # Seeded vectors with planted near-copies, through the exact and the partitioned path.
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(3000, 64)).astype(np.float32)
+    copies = base[:300] + rng.normal(size=(300, 64)).astype(np.float32) * 0.05
+    vectors = np.concatenate([base, copies])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    cos = vectors @ vectors.T
+    a, b = np.nonzero(np.triu(cos >= 0.9, 1))
+    expected = set(zip(a.tolist(), b.tolist(), strict=True))
+    for exact_max in (10_000, 0):
+        left, right, scores = close_pairs(vectors, 0.9, exact_max=exact_max)
+        got = set(zip(left.tolist(), right.tolist(), strict=True))
+        assert got <= expected and len(got) >= 0.98 * len(expected)  # exact cosines
+        np.testing.assert_allclose(scores, cos[left, right], atol=1e-5)
+    assert groups_of(6, np.array([0, 4, 1]), np.array([4, 5, 2])) == [[0, 4, 5], [1, 2]]
