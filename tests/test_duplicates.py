@@ -7,7 +7,9 @@ is which files came from which photo; the found groups are compared with it pair
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import os
 import shutil
 from pathlib import Path
@@ -16,8 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 from tiny import make_photo
+from typer.testing import CliRunner
 
-from search.duplicates import Member
+import cli
+from search.duplicates import DEFAULT_THRESHOLD, Member
 from search.duplicates.groups import keep_order
 from search.duplicates.pairs import close_pairs, groups_of
 
@@ -184,3 +188,54 @@ def test_pairs_and_groups_match_brute_force() -> None:
         assert got <= expected and len(got) >= 0.98 * len(expected)  # exact cosines
         np.testing.assert_allclose(scores, cos[left, right], atol=1e-5)
     assert groups_of(6, np.array([0, 4, 1]), np.array([4, 5, 2])) == [[0, 4, 5], [1, 2]]
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli.app, ["duplicates", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def files_state(root: Path) -> dict[str, tuple[int, int, str]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns,
+                     hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_json_has_one_group_per_line_and_touches_no_file(indexed, tmp_path: Path) -> None:  # noqa: ANN001
+    _, root, truth = indexed
+    before = files_state(root)
+    page = tmp_path / "dups.html"
+    code, out, err = run("--index", str(tmp_path / "index"), "--threshold", str(THRESHOLD),
+                         "--json", "--html", str(page))
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["group"] for r in rows] == list(range(1, FAMILIES + 1))
+    for row in rows:
+        assert set(row) == {"group", "keep", "members"}
+        assert row["keep"] == row["members"][0]["path"]
+        for m in row["members"]:
+            assert set(m) == {"path", "bytes", "width", "height", "taken"}
+            with Image.open(m["path"]) as image:  # the file's own facts, not the catalog's
+                assert (m["width"], m["height"]) == image.size
+            assert m["bytes"] == os.path.getsize(m["path"])
+            assert m["taken"].startswith("2020-09-1")  # the mtimes set above (T0), local time
+        assert len({truth[m["path"]] for m in row["members"]}) == 1
+    assert page.read_text().count("<figure>") == sum(len(r["members"]) for r in rows)
+    assert files_state(root) == before  # nothing deleted, moved, or written among the photos
+
+
+def test_text_output_marks_the_photo_to_keep(indexed, tmp_path: Path) -> None:  # noqa: ANN001
+    code, out, err = run("--index", str(tmp_path / "index"), "--threshold", str(THRESHOLD))
+    assert code == 0 and out.count("\n  keep ") == FAMILIES and "Nothing was deleted" in err
+    assert out.splitlines()[0].startswith("group 1: 6 photos, keep ")
+
+
+def test_bad_input_is_one_line_naming_the_option(indexed, tmp_path: Path) -> None:  # noqa: ANN001
+    for value in ("0", "1.2", "-1"):
+        code, _, err = run("--index", str(tmp_path / "index"), "--threshold", value)
+        assert code != 0 and err.startswith("clipsearch: error: --threshold")
+        assert len(err.splitlines()) == 1
+    code, _, err = run("--index", str(tmp_path / "nowhere"))
+    assert code != 0 and err.startswith("clipsearch: error: no index at")
+    assert len(err.splitlines()) == 1
+    assert DEFAULT_THRESHOLD == 0.99  # the documented default (README, --help)
