@@ -239,3 +239,34 @@ def test_bad_input_is_one_line_naming_the_option(indexed, tmp_path: Path) -> Non
     assert code != 0 and err.startswith("clipsearch: error: no index at")
     assert len(err.splitlines()) == 1
     assert DEFAULT_THRESHOLD == 0.99  # the documented default (README, --help)
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """The site's twelve distinct photos (conftest), plus a byte copy and an enlarged copy of
+    one of them in a third folder."""
+    root = tmp_path / "photos"
+    for i in range(12):
+        sub, ext = ("beach", "png") if i % 2 else ("city", "jpg")
+        make_photo(root / sub / f"p{i:02d}.{ext}", seed=i)
+    (root / "dup").mkdir()
+    shutil.copyfile(root / "city" / "p00.jpg", root / "dup" / "p00-copy.jpg")
+    Image.open(root / "city" / "p00.jpg").resize((160, 120)).save(root / "dup" / "p00-big.png")
+    return root
+
+
+def test_the_api_answers_the_groups_with_ids_and_thumbnails(site, photos: Path) -> None:  # noqa: ANN001
+    from test_serve import call, get_json
+
+    groups = get_json(site, f"/api/duplicates?threshold={THRESHOLD}")["groups"]
+    assert [[Path(m["path"]).relative_to(photos).as_posix() for m in g["members"]]
+            for g in groups] == [["dup/p00-big.png", "city/p00.jpg", "dup/p00-copy.jpg"]]
+    keep = groups[0]["members"][0]
+    assert groups[0]["keep"] == keep["path"] and (keep["width"], keep["height"]) == (160, 120)
+    assert call(site, keep["thumb"])[0] == 200 and call(site, keep["image"])[2] == \
+        (photos / "dup" / "p00-big.png").read_bytes()
+    assert get_json(site, f"/api/duplicates?threshold={THRESHOLD}&under={photos / 'city'}"
+                    ) == {"groups": []}
+    status, _, body = call(site, "/api/duplicates?threshold=2")
+    assert status == 400 and b"--threshold" in body
+    assert call(site, "/api/duplicates?threshold=x")[0] == 400
