@@ -9,6 +9,8 @@ re-compression of the same photo with a real model). Measures the grouping itsel
 (search.duplicates.pairs: the pairs, then union-find), not reading the catalog.
 Pair recall counts the planted pairs (original-variant and variant-variant) whose
 exact cosine meets the threshold: what the partition can lose, past EXACT_MAX.
+"Other pairs" are found pairs not planted: in this data, variant pairs within the
+float32 rounding allowance (1e-5) below the threshold.
 """
 
 from __future__ import annotations

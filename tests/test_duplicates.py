@@ -188,6 +188,7 @@ def test_pairs_and_groups_match_brute_force() -> None:
         assert got <= expected and len(got) >= 0.98 * len(expected)  # exact cosines
         np.testing.assert_allclose(scores, cos[left, right], atol=1e-5)
     assert groups_of(6, np.array([0, 4, 1]), np.array([4, 5, 2])) == [[0, 4, 5], [1, 2]]
+    assert all(len(x) == 0 for x in close_pairs(np.zeros((0, 0), np.float32), 0.9))
 
 
 def run(*args: str) -> tuple[int, str, str]:

@@ -39,6 +39,8 @@ def close_pairs(vectors: np.ndarray, threshold: float,
     """(left, right, cosine): row numbers, left < right, of every pair of unit `vectors`
     whose cosine is at least `threshold` (within float32 rounding), each pair once."""
     n = len(vectors)
+    if n < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     budget = MAX_PAIRS_PER_VECTOR * max(n, 1)
     if n <= exact_max:
