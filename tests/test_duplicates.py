@@ -87,18 +87,22 @@ def found_pairs(groups: list) -> set[frozenset[str]]:
             for a, b in itertools.combinations(g.members, 2)}
 
 
-@pytest.fixture
-def photo_set(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    root = tmp_path / "photos"
-    return root, build_set(root)
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory: pytest.TempPathFactory, tiny_spec, tiny_encoder):  # noqa: ANN001, ANN201
+    """(library, photos folder, truth): the set indexed once for this module's tests,
+    which only read it (finding duplicates writes nothing)."""
+    from conftest import CountingEncoder
 
+    from search import Library
 
-@pytest.fixture
-def indexed(open_library, photo_set):  # noqa: ANN001, ANN201
-    root, truth = photo_set
-    lib = open_library()
-    lib.index([str(root)])
-    return lib, root, truth
+    encoder = CountingEncoder(tiny_encoder)  # as open_library: no text tower export (~10 s)
+    folder = tmp_path_factory.mktemp("duplicates")
+    truth = build_set(folder / "photos")
+    lib = Library.open(str(folder / "index"), tiny_spec, create=True,
+                       load=lambda spec, precision: encoder)
+    lib.index([str(folder / "photos")])
+    yield lib, folder / "photos", truth
+    lib.close()
 
 
 def test_the_threshold_sits_in_the_gap(indexed) -> None:  # noqa: ANN001
@@ -203,10 +207,10 @@ def files_state(root: Path) -> dict[str, tuple[int, int, str]]:
 
 
 def test_json_has_one_group_per_line_and_touches_no_file(indexed, tmp_path: Path) -> None:  # noqa: ANN001
-    _, root, truth = indexed
+    lib, root, truth = indexed
     before = files_state(root)
     page = tmp_path / "dups.html"
-    code, out, err = run("--index", str(tmp_path / "index"), "--threshold", str(THRESHOLD),
+    code, out, err = run("--index", lib.index_dir, "--threshold", str(THRESHOLD),
                          "--json", "--html", str(page))
     assert code == 0, err
     rows = [json.loads(line) for line in out.splitlines()]
@@ -225,15 +229,15 @@ def test_json_has_one_group_per_line_and_touches_no_file(indexed, tmp_path: Path
     assert files_state(root) == before  # nothing deleted, moved, or written among the photos
 
 
-def test_text_output_marks_the_photo_to_keep(indexed, tmp_path: Path) -> None:  # noqa: ANN001
-    code, out, err = run("--index", str(tmp_path / "index"), "--threshold", str(THRESHOLD))
+def test_text_output_marks_the_photo_to_keep(indexed) -> None:  # noqa: ANN001
+    code, out, err = run("--index", indexed[0].index_dir, "--threshold", str(THRESHOLD))
     assert code == 0 and out.count("\n  keep ") == FAMILIES and "Nothing was deleted" in err
     assert out.splitlines()[0].startswith("group 1: 6 photos, keep ")
 
 
 def test_bad_input_is_one_line_naming_the_option(indexed, tmp_path: Path) -> None:  # noqa: ANN001
     for value in ("0", "1.2", "-1"):
-        code, _, err = run("--index", str(tmp_path / "index"), "--threshold", value)
+        code, _, err = run("--index", indexed[0].index_dir, "--threshold", value)
         assert code != 0 and err.startswith("clipsearch: error: --threshold")
         assert len(err.splitlines()) == 1
     code, _, err = run("--index", str(tmp_path / "nowhere"))
