@@ -121,6 +121,23 @@ def query(
 
 
 @app.command()
+def duplicates(
+    threshold: options.Threshold = None, under: options.Under = None,
+    json_out: options.Json = False, html: options.Html = None, index: options.Index = None,
+) -> None:
+    """Groups of the same photo (copies, resized, re-encoded, slightly cropped), each with the
+    one to keep (most pixels, then taken first). Never deletes or moves a file."""
+    groups = _with_library(index, lambda lib: lib.duplicates(threshold, under))
+    print_lines(output.duplicate_lines(groups, "json" if json_out else "text"),
+                "no duplicates found")
+    if groups:
+        typer.echo(output.duplicates_summary(groups), err=True)
+    if html is not None:
+        write("--html", html, output.duplicates_page(groups))
+        typer.echo(f"wrote {html}", err=True)
+
+
+@app.command()
 def serve(
     index: options.Index = None, model: options.Model = None, pretrained: options.Pretrained = None,
     host: options.Host = "127.0.0.1", port: options.Port = 8765, token: options.Token = None,

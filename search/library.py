@@ -16,6 +16,7 @@ import numpy as np
 from indexes.catalog import Catalog, FileRow
 from indexes.vectors import VectorSettings, VectorStore
 from search import corpus
+from search.duplicates import DEFAULT_THRESHOLD, DuplicateGroup, find_duplicates
 from search.encoding.encoder import load_encoder
 from search.encoding.identity import identity
 from search.encoding.session import EncoderLoader, ModelSession
@@ -153,6 +154,14 @@ class Library:
     def image_vector(self, path: str) -> np.ndarray:
         """Stored vector of an unchanged indexed photo, else decode and encode it."""
         return self._session.image_vector(path)
+
+    # -- duplicates ------------------------------------------------------------
+    def duplicates(self, threshold: float | None = None,
+                   under: str | None = None) -> list[DuplicateGroup]:
+        """Groups of the same photo by stored vectors (cosine >= `threshold`, default
+        `search.duplicates.DEFAULT_THRESHOLD`), each with one to keep; deletes nothing."""
+        threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+        return find_duplicates(self._catalog, threshold, under)
 
     # -- vectors, for evaluation ------------------------------------------------
     def image_vectors(self, paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:

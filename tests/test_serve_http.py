@@ -79,6 +79,7 @@ def test_each_route_reads_exactly_the_parameters_it_declares(
                 data={"q": "sea", "not": "day", "under": str(photos), "k": "2"})
     for route in ("similar", "describe", "thumb", "image"):
         client.get(f"/api/{route}/{hit['id']}", params={"k": 2})
+    client.get("/api/duplicates", params={"threshold": 0.99, "under": str(photos)})
     client.get("/api/info")
     client.get("/openapi.json")
     declared = {(e.method, e.path, p.name, p.where) for e in openapi.ENDPOINTS for p in e.params

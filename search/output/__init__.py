@@ -2,11 +2,18 @@
 
 JSON records shared by the CLI's `--json` and the HTTP API (records), lines for
 a terminal or a pipe (lines), the self-overwriting progress line (progress),
+duplicate groups as records, lines and a page (duplicates),
 the self-contained `--html` page of thumbnails (results_page), the options the
 commands share (options), and how a command meets the terminal (terminal: one
 error line and an exit code; only it chooses streams and exits).
 """
 
+from search.output.duplicates import (
+    duplicate_lines,
+    duplicate_record,
+    duplicates_page,
+    duplicates_summary,
+)
 from search.output.lines import (
     cache_lines,
     eval_lines,
@@ -26,6 +33,10 @@ __all__ = [
     "Phases",
     "Progress",
     "cache_lines",
+    "duplicate_lines",
+    "duplicate_record",
+    "duplicates_page",
+    "duplicates_summary",
     "eval_lines",
     "image_lines",
     "image_record",

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from search.duplicates import DEFAULT_THRESHOLD
 from search.encoding.engines import ENGINES
 
 Index = Annotated[Optional[str], typer.Option(
@@ -94,6 +95,9 @@ Near = Annotated[Optional[str], typer.Option(
 Within = Annotated[Optional[str], typer.Option(help="Distance from --near: 5km (default), 800m.")]
 SortMode = Enum("SortMode", {"score": "score", "taken": "taken"}, type=str)
 Sort = Annotated[SortMode, typer.Option(help="Order: score, or taken (newest first).")]
+Threshold = Annotated[Optional[float], typer.Option(
+    help=f"Cosine at or above which two photos are the same photo, in (0, 1] (default "
+    f"{DEFAULT_THRESHOLD}, Immich's for CLIP; lower finds more, and more false matches).")]
 MinZ = Annotated[Optional[float], typer.Option(
     help="Keep photos scoring at least this many standard deviations above the collection's "
     "mean for this query (e.g. 3: matches that stand out).")]

@@ -12,7 +12,7 @@ from search.errors import ImageDecodeError
 from search.photos.thumbnails import thumbnail_jpeg
 from search.query import ImageHit
 
-_STYLE = """
+STYLE = """  # shared with the duplicates page (search/output/duplicates.py)
 body{font-family:system-ui,sans-serif;margin:1rem;background:#111;color:#eee}
 h1{font-size:1.1rem;font-weight:500}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(180px,1fr));gap:.75rem}
@@ -30,7 +30,7 @@ def results_page(hits: Sequence[ImageHit], title: str, thumb_side: int = 256) ->
     return (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
         f"<h1>{html.escape(title)} &middot; {len(hits)} results</h1>"
         f"<div class=\"grid\" id=\"results\">\n{figures}\n</div></body></html>\n"
     )
@@ -38,13 +38,19 @@ def results_page(hits: Sequence[ImageHit], title: str, thumb_side: int = 256) ->
 
 def _figure(hit: ImageHit, side: int) -> str:
     name = html.escape(os.path.basename(hit.path))
-    link = html.escape(Path(hit.path).as_uri(), quote=True)
-    try:
-        data = base64.b64encode(thumbnail_jpeg(hit.path, side)).decode("ascii")
-        picture = f"<img src=\"data:image/jpeg;base64,{data}\" alt=\"{name}\" loading=\"lazy\">"
-    except ImageDecodeError as exc:  # moved or damaged since indexing: still list it
-        picture = f"<div class=\"missing\">{html.escape(exc.reason)}</div>"
-    return (f"<figure><a href=\"{link}\">{picture}</a><figcaption>"
+    return (f"<figure>{linked_thumbnail(hit.path, side)}<figcaption>"
             f"<span class=\"score\">#{hit.rank} &middot; {hit.score:.3f}</span><br>"
             f"<span title=\"{html.escape(hit.path, quote=True)}\">{name}</span>"
             "</figcaption></figure>")
+
+
+def linked_thumbnail(path: str, side: int) -> str:
+    """A photo's thumbnail inlined as a data: URL, linked to the file."""
+    name = html.escape(os.path.basename(path))
+    link = html.escape(Path(path).as_uri(), quote=True)
+    try:
+        data = base64.b64encode(thumbnail_jpeg(path, side)).decode("ascii")
+        picture = f"<img src=\"data:image/jpeg;base64,{data}\" alt=\"{name}\" loading=\"lazy\">"
+    except ImageDecodeError as exc:  # moved or damaged since indexing: still list it
+        picture = f"<div class=\"missing\">{html.escape(exc.reason)}</div>"
+    return f"<a href=\"{link}\">{picture}</a>"

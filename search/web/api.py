@@ -89,6 +89,14 @@ class Params:
             raise HttpError(HTTPStatus.BAD_REQUEST, f"min_z must be a number, not {value!r}"
                             ) from None
 
+    def threshold(self) -> float | None:
+        value = self.one("threshold")
+        try:
+            return None if value is None else float(value)
+        except ValueError:
+            raise HttpError(HTTPStatus.BAD_REQUEST, f"threshold must be a number, not {value!r}"
+                            ) from None
+
     def id(self) -> int:
         value = self._declared("id", "path")[0]
         if not _ID.fullmatch(value):
@@ -142,6 +150,10 @@ def build_app(service: SearchService, limits: Limits) -> Starlette:
         kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
         return file_response(request.headers, handle, path, PHOTO_CACHE, kind)
 
+    async def duplicates(request: Request, p: Params) -> Response:
+        groups = await service.call(service.duplicates, p.threshold(), p.one("under"))
+        return _json({"groups": groups})
+
     async def info(request: Request, p: Params) -> Response:
         return _json(await service.call(service.info))
 
@@ -156,7 +168,8 @@ def build_app(service: SearchService, limits: Limits) -> Starlette:
     handlers: dict[Endpoint, Handler] = {
         openapi.SEARCH: search, openapi.UPLOAD: upload, openapi.SIMILAR: similar,
         openapi.DESCRIBE: describe, openapi.THUMB: thumb, openapi.IMAGE: image,
-        openapi.INFO: info, openapi.SCHEMA: schema, openapi.PAGE: page}
+        openapi.DUPLICATES: duplicates, openapi.INFO: info, openapi.SCHEMA: schema,
+        openapi.PAGE: page}
     routes = [Route(e.path, _answered(e, h), methods=[e.method]) for e, h in handlers.items()]
     return Starlette(routes=routes, exception_handlers={
         HTTPException: _http_error, Exception: _internal_error})

@@ -33,7 +33,7 @@ class Endpoint:
     path: str
     summary: str
     params: tuple[Param, ...]
-    answer: str  # "results", "texts", "info", "jpeg", "file", "html", "schema"
+    answer: str  # "results", "texts", "groups", "info", "jpeg", "file", "html", "schema"
     errors: tuple[int, ...] = ()
     public: bool = False  # answered without the token (the page, which sets the cookie)
 
@@ -87,6 +87,11 @@ THUMB = Endpoint("GET", "/api/thumb/{id}", "An upright JPEG thumbnail (Range, ET
                  (_ID,), "jpeg", _PHOTO)
 IMAGE = Endpoint("GET", "/api/image/{id}", "The photo file itself (Range, ETag, HEAD)", (_ID,),
                  "file", _PHOTO)
+DUPLICATES = Endpoint("GET", "/api/duplicates", "Groups of the same photo, as `clipsearch "
+                      "duplicates` finds them, the one to keep first", (
+                          Param("threshold", "query", "number", "cosine at or above which two "
+                                "photos are the same photo, in (0, 1] (default 0.99)"),
+                          Param("under", "query", "string", _UNDER)), "groups")
 INFO = Endpoint("GET", "/api/info", "The index: model, folders, counts, vector index", (),
                 "info")
 SCHEMA = Endpoint("GET", "/openapi.json", "This description", (), "schema")
@@ -94,7 +99,8 @@ PAGE = Endpoint("GET", "/", "The search page", (
     Param("token", "query", "string", "the token: sets the cookie and redirects to /"),
     Param("login", "query", "string", "a one-time code from `serve --open`: the same")),
     "html", (), public=True)
-ENDPOINTS = (SEARCH, UPLOAD, SIMILAR, DESCRIBE, THUMB, IMAGE, INFO, SCHEMA, PAGE)
+ENDPOINTS = (SEARCH, UPLOAD, SIMILAR, DESCRIBE, THUMB, IMAGE, DUPLICATES, INFO, SCHEMA,
+             PAGE)
 
 # Any request may get these, from the checks in front of every route (guard.py).
 _COMMON = {400: "bad parameter or unreadable input", 401: "the token is missing or wrong",
@@ -116,12 +122,22 @@ _HIT = {"id": {"type": "integer"}, "rank": {"type": "integer"}, "score": {"type"
             "lat": {"type": "number"}, "lon": {"type": "number"}}},
         "date": {"type": "string", "nullable": True}, "thumb": {"type": "string"},
         "image": {"type": "string"}}
+_MEMBER = {"id": {"type": "integer"}, "path": {"type": "string"}, "bytes": {"type": "integer"},
+           "width": {"type": "integer", "nullable": True},
+           "height": {"type": "integer", "nullable": True},
+           "taken": {"type": "string", "nullable": True}, "cosine": {"type": "number"},
+           "thumb": {"type": "string"}, "image": {"type": "string"}}
 _TEXT_HIT = {"rank": {"type": "integer"}, "score": {"type": "number"}, "text": {"type": "string"}}
 _ANSWERS: dict[str, tuple[str, dict[str, Any]]] = {
     "results": ("application/json", {"type": "object", "properties": {"results": {
         "type": "array", "items": {"type": "object", "properties": _HIT}}}}),
     "texts": ("application/json", {"type": "object", "properties": {"results": {
         "type": "array", "items": {"type": "object", "properties": _TEXT_HIT}}}}),
+    "groups": ("application/json", {"type": "object", "properties": {"groups": {
+        "type": "array", "items": {"type": "object", "properties": {
+            "group": {"type": "integer"}, "keep": {"type": "string"},
+            "members": {"type": "array", "items": {"type": "object",
+                                                   "properties": _MEMBER}}}}}}}),
     "info": ("application/json", {"type": "object"}),
     "schema": ("application/json", {"type": "object"}),
     "jpeg": ("image/jpeg", {"type": "string", "format": "binary"}),

@@ -25,7 +25,7 @@ from indexes.atomic import atomic_write
 from search.errors import ClipSearchError, ImageDecodeError
 from search.filters import PhotoFilter
 from search.library import Library
-from search.output import image_record, info_record, text_record
+from search.output import duplicate_record, image_record, info_record, text_record
 from search.photos.thumbnails import thumbnail_jpeg
 from search.query import ImageHit
 
@@ -97,6 +97,20 @@ class SearchService:
         path = self.photo(file_id)
         hits = self._run(lambda lib: lib.describe(path, k))
         return [text_record(hit) for hit in hits]
+
+    def duplicates(self, threshold: float | None, under: str | None) -> list[dict[str, Any]]:
+        """Groups of the same photo (`duplicates --json`'s records), each member with its id,
+        its cosine to the one to keep, and its photo URLs."""
+        groups = self._run(lambda lib: lib.duplicates(threshold, under))
+        out = []
+        for group in groups:
+            record = duplicate_record(group)
+            for member, row in zip(group.members, record["members"], strict=True):
+                row.update(id=member.id, cosine=member.cosine,
+                           thumb=f"/api/thumb/{member.id}?v={self.version}",
+                           image=f"/api/image/{member.id}?v={self.version}")
+            out.append(record)
+        return out
 
     def info(self) -> dict[str, Any]:
         """`info --json` without the list of skipped files."""
