@@ -129,6 +129,21 @@ def test_filters_live_in_the_url_and_reach_the_api(page, site: Server) -> None: 
                            "'no matches'")
 
 
+def test_the_duplicates_view_shows_the_api_s_groups(page, site: Server) -> None:  # noqa: ANN001
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(site.url + "/api/duplicates") as answer:
+        groups = json.load(answer)["groups"]
+    page.click("#dups")
+    page.wait_for_url("**/?view=duplicates")
+    page.wait_for_function("() => !document.getElementById('status').textContent"
+                           ".startsWith('looking')")
+    assert page.locator(".group").count() == len(groups)
+    assert page.locator(".group figure").count() == sum(len(g["members"]) for g in groups)
+    assert page.locator(".group figure.keep").count() == len(groups)
+
+
 def test_arrow_keys_walk_the_results_enter_opens_and_escape_closes(page) -> None:  # noqa: ANN001
     page.fill('input[name="q"]', "night")
     page.press('input[name="q"]', "Enter")

@@ -36,6 +36,11 @@ details{flex-basis:100%}
 details summary{cursor:pointer;color:#aaa}
 details div{display:flex;flex-wrap:wrap;gap:6px;margin-top:6px}
 details input{flex:0 1 150px;min-width:0}
+.group{grid-column:1/-1;display:flex;flex-wrap:wrap;gap:6px;padding:6px 0;
+ border-bottom:1px solid #333}
+.group figure{width:150px;flex:0 0 150px}
+.group figure.keep{outline:3px solid #3a9d5d;outline-offset:-3px}
+#dups{background:#333;border-color:#555}
 </style></head><body>
 <header>
  <form id="search" autocomplete="off">
@@ -58,6 +63,7 @@ details input{flex:0 1 150px;min-width:0}
     aria-label="minimum z">
   </div></details>
  </form>
+ <button id="dups" type="button" title="groups of the same photo">Duplicates</button>
  <label id="drop" title="or drop an image anywhere">Search by image
   <input id="file" type="file" accept="image/*" hidden></label>
 </header>
@@ -145,6 +151,34 @@ async function show(kind, arg, k, more) {
       (current.sorted === "taken" ? ", newest first" : `, ${strong} stand out`) : "no matches";
   } catch (e) { fail(e.message); } finally { loading = false; }
 }
+// Groups of the same photo (copies, resizes, re-encodes), the one to keep outlined first.
+async function duplicates(under) {
+  status.textContent = "looking for duplicates...";
+  try {
+    const data = await getJSON("/api/duplicates" + (under ? "?under=" +
+                                                    encodeURIComponent(under) : ""));
+    results.replaceChildren(); selected = -1; current = null;
+    for (const group of data.groups) {
+      const row = document.createElement("div");
+      row.className = "group";
+      for (const m of group.members) {
+        const fig = card({...m, score: m.cosine, available: true});
+        fig.title = `${m.path} · ${m.width}x${m.height} · ${m.bytes} bytes`;
+        if (m.path === group.keep) fig.classList.add("keep");
+        row.append(fig);
+      }
+      results.append(row);
+    }
+    status.textContent = data.groups.length ?
+      `${data.groups.length} groups of the same photo; outlined: the one to keep` :
+      "no duplicates";
+  } catch (e) { fail(e.message); }
+}
+document.getElementById("dups").addEventListener("click", () => {
+  const params = {view: "duplicates"};
+  if (form.under.value.trim()) params.under = form.under.value.trim();
+  navigate(params);
+});
 // The search lives in the URL (/?q=...&under=...&k=...): a link or a reload shows the same
 // results, and Back / Forward move through searches.
 function fromURL() {
@@ -155,6 +189,7 @@ function fromURL() {
     document.getElementById("filters").open = true;
   if (p.get("k")) form.k.value = p.get("k");
   if (p.get("similar")) return show("similar", p.get("similar"), +form.k.value, false);
+  if (p.get("view") === "duplicates") return duplicates(p.get("under"));
   if (!form.q.value.trim()) { results.replaceChildren(); status.textContent = ""; return; }
   const t = terms(form.q.value);
   t.filters = filters();
