@@ -111,7 +111,7 @@ def query(
     if hits is None:
         hits = _with_library(index, lambda lib: lib.query(
             text or [], image or [], negative or [], k, min_score=min_score, where=where,
-            min_z=min_z), model, pretrained)
+            min_z=min_z, z=json_out), model, pretrained)
     mode = output.line_mode(json_out, paths, sys.stdout.isatty())
     print_lines(output.image_lines(hits, mode), "no matching photos")
     if html is not None:

@@ -119,7 +119,7 @@ class Library:
               negatives: Sequence[str] = (), k: int = 10, under: str | None = None,
               min_score: float | None = None,
               vectors: Sequence[np.ndarray] = (), where: PhotoFilter | None = None,
-              min_z: float | None = None) -> list[ImageHit]:
+              min_z: float | None = None, z: bool = True) -> list[ImageHit]:
         """Images ranked by cosine with the combined query.
 
         `texts` may carry weights (`"2:red car"`); `images` are file paths
@@ -127,13 +127,15 @@ class Library:
         terms (an uploaded image's); `negatives` are subtracted. `where` filters
         by folder, time, camera and place and sets the order (`search.filters`);
         `under` is its folder alone. `min_z` keeps hits that many standard
-        deviations above the collection's mean score for this query.
+        deviations above the collection's mean score for this query; each hit's `z` is
+        left out (None) with `z=False` and no `min_z`, which spares a cold query reading
+        the collection's sample.
         """
         where = where or PhotoFilter()
         if under is not None:
             where = dataclasses.replace(where, under=under)
         return self._searcher.images(texts, images, negatives, k, where, min_score, min_z,
-                                     vectors)
+                                     vectors, z)
 
     def similar(self, file_id: int, k: int = 10) -> list[ImageHit]:
         """Images most like an indexed one, by its stored vector."""
