@@ -4,7 +4,7 @@
     python benchmarks/slow_request_servers.py uvicorn 18801
     python benchmarks/slow_request_servers.py hypercorn 18802
 
-Why `clipsearch serve` runs on hypercorn (NOTES-issue14.md has the figures).
+Why `clipsearch serve` runs on hypercorn (docs/serve.md has the figures).
 """
 
 import asyncio

@@ -4,7 +4,7 @@ Hypercorn rather than uvicorn because it bounds a slow request: its idle timer
 runs from a connection's start until a whole request head has arrived, and
 bytes trickling in do not restart it, where uvicorn cancels its keep-alive
 timer on the first byte and then waits forever for the rest (measured, see
-NOTES-issue14.md). Upload bodies are bounded by the app (api.py), connections
+docs/serve.md). Upload bodies are bounded by the app (api.py), connections
 by the cap below.
 
 Security: it binds 127.0.0.1 by default; a non-loopback address needs a token;
