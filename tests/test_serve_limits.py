@@ -8,32 +8,15 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_serve import serving
 
-from search import Library
-from search.web import Limits, SearchService, Server
-
-
-@contextlib.contextmanager
-def serving(tmp_path: Path, tiny_spec, counting, limits: Limits) -> Iterator[Server]:  # noqa: ANN001
-    service = SearchService(lambda: Library.open(str(tmp_path / "index"), tiny_spec,
-                                                 load=lambda spec, precision: counting))
-    srv = Server(service, "127.0.0.1", 0, None, limits)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield srv
-    finally:
-        srv.shutdown()
-        thread.join(10)
-        service.close()
+from search.web import Limits, Server
 
 
 @pytest.fixture

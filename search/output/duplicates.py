@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from search.duplicates import DuplicateGroup, Member
-from search.output.results_page import STYLE, linked_thumbnail
+from search.output.results_page import linked_thumbnail, page
 
 _MORE_STYLE = "h2{font-size:.95rem;font-weight:500;margin:1.2rem 0 .5rem}"
 
@@ -57,12 +57,8 @@ def duplicates_page(groups: Sequence[DuplicateGroup], title: str = "clipsearch d
                     thumb_side: int = 256) -> str:
     """The page as a string: a heading and a row of thumbnails per group."""
     sections = "\n".join(_section(g, thumb_side) for g in groups)
-    return (
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
-        f"<title>{html.escape(title)}</title><style>{STYLE}{_MORE_STYLE}</style></head><body>"
-        f"<h1>{html.escape(title)} &middot; {len(groups)} groups</h1>\n{sections}\n"
-        "</body></html>\n")
+    return page(f"{html.escape(title)} &middot; {len(groups)} groups", title, sections,
+                _MORE_STYLE)
 
 
 def _section(group: DuplicateGroup, side: int) -> str:

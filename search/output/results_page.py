@@ -27,12 +27,17 @@ figcaption{padding:.35rem .5rem;font-size:.75rem;word-break:break-all}
 def results_page(hits: Sequence[ImageHit], title: str, thumb_side: int = 256) -> str:
     """The page as a string: each hit's thumbnail inlined as a data: URL."""
     figures = "\n".join(_figure(hit, thumb_side) for hit in hits)
+    return page(f"{html.escape(title)} &middot; {len(hits)} results", title,
+                f"<div class=\"grid\" id=\"results\">\n{figures}\n</div>")
+
+
+def page(heading: str, title: str, body: str, style: str = "") -> str:
+    """A self-contained page: `heading` (HTML) above `body` (HTML), the shared style."""
     return (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
-        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
-        f"<h1>{html.escape(title)} &middot; {len(hits)} results</h1>"
-        f"<div class=\"grid\" id=\"results\">\n{figures}\n</div></body></html>\n"
+        f"<title>{html.escape(title)}</title><style>{STYLE}{style}</style></head><body>"
+        f"<h1>{heading}</h1>\n{body}\n</body></html>\n"
     )
 
 
