@@ -153,6 +153,11 @@ class Library:
         """The vector of an image given as bytes (an upload); QueryError if unreadable."""
         return self._session.upload_vector(data, name)
 
+    def upload_encoder(self) -> Callable[[bytes, str], np.ndarray]:
+        """`upload_vector` as a function other threads may call, several at once (a server
+        encodes uploads beside its queries); made in this Library's thread."""
+        return self._session.upload_encoder()
+
     def image_vector(self, path: str) -> np.ndarray:
         """Stored vector of an unchanged indexed photo, else decode and encode it."""
         return self._session.image_vector(path)

@@ -97,6 +97,36 @@ def test_an_uploaded_twin_finds_its_photo_first(site: Server, photos: Path) -> N
     assert json.loads(data)["results"][0]["path"] == str(original)
 
 
+def test_text_searches_answer_while_an_upload_is_still_encoding(
+    site: Server, photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    encoding, release = threading.Event(), threading.Event()
+    real = site.service._upload_encoder()  # made once, on the library thread
+
+    def slow(data: bytes, name: str):  # noqa: ANN202 - an upload whose encode takes long
+        encoding.set()
+        release.wait(60)
+        return real(data, name)
+
+    monkeypatch.setattr(site.service, "_encode_upload", slow)
+    body, kind = multipart({"k": "3"}, (photos / "beach" / "p03.png").read_bytes())
+    answers: list = []
+    upload = threading.Thread(target=lambda: answers.append(call(
+        site, "/api/search", "POST", body, {"Content-Type": kind})))
+    upload.start()
+    try:
+        assert encoding.wait(60)
+        # The upload is mid-encode; a text search does not queue behind it.
+        assert get_json(site, "/api/search?q=night&k=2")["results"]
+        assert upload.is_alive() and not answers
+    finally:
+        release.set()
+        upload.join(60)
+    assert answers[0][0] == 200
+
+
 def test_similar_describe_thumb_image_and_info(site: Server, photos: Path, tmp_path: Path,
                                                open_library) -> None:
     first = get_json(site, "/api/search?q=night&k=1")["results"][0]

@@ -83,13 +83,23 @@ class ModelSession:
 
     def upload_vector(self, data: bytes, name: str) -> np.ndarray:
         """The vector of an image given as bytes (an upload); QueryError if unreadable."""
+        return self.upload_encoder()(data, name)
+
+    def upload_encoder(self) -> Callable[[bytes, str], np.ndarray]:
+        """`upload_vector` as a function that any thread may call at once with others: the
+        model is loaded and the catalog read (the JPEG shortcut) here, in this thread; the
+        function itself only decodes and runs the loaded encoder."""
         encoder = self.encoder()
-        try:
-            image = open_rgb(data, name, DEFAULT_MAX_MEGAPIXELS,
-                             min_side=self._draft_floor(encoder))
-        except ImageDecodeError as exc:
-            raise QueryError(f"{name}: cannot read the image ({exc.reason})") from None
-        return encoder.encode_images(encoder.preprocess(image)[None])[0]
+        floor = self._draft_floor(encoder)
+
+        def encode(data: bytes, name: str) -> np.ndarray:
+            try:
+                image = open_rgb(data, name, DEFAULT_MAX_MEGAPIXELS, min_side=floor)
+            except ImageDecodeError as exc:
+                raise QueryError(f"{name}: cannot read the image ({exc.reason})") from None
+            return encoder.encode_images(encoder.preprocess(image)[None])[0]
+
+        return encode
 
     def _draft_floor(self, encoder: Encoder) -> int | None:
         """Query images are decoded as the index's photos are (the checked JPEG shortcut)."""

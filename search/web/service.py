@@ -48,6 +48,7 @@ class SearchService:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="clipsearch-library")
         self._lib: Library = self._pool.submit(open_library).result()
         self._thread = self._pool.submit(threading.current_thread).result()
+        self._encode_upload: Callable[[bytes, str], Any] | None = None  # _upload_encoder
         self.index_dir = self._lib.index_dir
         # In photo URLs, so a browser never shows another index's cached photo for an id.
         stamp = f"{os.path.realpath(self.index_dir)}:{os.stat(self._lib.catalog_path).st_ino}"
@@ -66,6 +67,12 @@ class SearchService:
         """
         return await asyncio.wrap_future(self._pool.submit(method, *args))
 
+    def _upload_encoder(self) -> Callable[[bytes, str], Any]:
+        """The Library's upload encoder, made once on its thread (it loads the model)."""
+        if self._encode_upload is None:
+            self._encode_upload = self._run(lambda lib: lib.upload_encoder())
+        return self._encode_upload
+
     def close(self) -> None:
         """Close the Library on its thread, then stop the thread."""
         self._run(lambda lib: lib.close())
@@ -80,9 +87,12 @@ class SearchService:
                upload: tuple[bytes, str] | None = None) -> list[dict[str, Any]]:
         """Photos for text terms, `negatives` and an uploaded image (bytes, file name),
         filtered and ordered by `where`."""
+        where.check()  # a bad filter fails before an upload is decoded
+        # An upload is decoded and encoded in this (a worker's) thread, beside the library
+        # thread: a slow upload no longer holds up the text searches queued there.
+        extra = [self._upload_encoder()(*upload)] if upload else []
+
         def work(lib: Library) -> list[ImageHit]:
-            where.check()  # a bad filter fails before an upload is decoded
-            extra = [lib.upload_vector(*upload)] if upload else []
             return lib.query(texts, [], negatives, k, vectors=extra, where=where, min_z=min_z)
 
         return [self._result(hit) for hit in self._run(work)]
