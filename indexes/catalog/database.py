@@ -118,6 +118,9 @@ class Catalog(FileTable):
     def set_meta(self, key: str, value: str) -> None:
         self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
+    def delete_meta(self, key: str) -> None:
+        self._conn.execute("DELETE FROM meta WHERE key=?", (key,))
+
     def generation(self) -> int:
         """Bumped with every change to image vectors; the FAISS file records it."""
         return int(self.get_meta("generation") or 0)

@@ -70,6 +70,9 @@ def m005_metadata(conn: CheckedConnection) -> None:
     height INTEGER
 )""")
     conn.execute("CREATE INDEX IF NOT EXISTS metadata_taken ON metadata (taken_wall)")
+    # Photos indexed before this step have no rows yet: the next index run reads their
+    # headers and then deletes this key (every photo indexed after it gets its row then).
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('metadata_missing', '1')")
 
 
 MIGRATIONS: tuple[Callable[[CheckedConnection], None], ...] = (

@@ -118,8 +118,10 @@ class Preparer:
         except OSError as exc:
             item.error = f"cannot read file: {exc.strerror or exc}"
             return item
-        item.meta = read_metadata(path, item.found.mtime_ns)  # headers only
-        if item.fingerprint in known or not with_pixels:
+        if item.fingerprint in known:  # touched or moved: its row and metadata stay
+            return item
+        item.meta = read_metadata(path, item.found.mtime_ns)  # new content: headers only
+        if not with_pixels:
             return item
         try:
             encoder = self._encoder.get()
