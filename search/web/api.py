@@ -7,6 +7,7 @@ runs in worker threads; uploads are capped in size, in time and in number.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import mimetypes
 import re
@@ -76,10 +77,8 @@ class Params:
 
     def where(self, where: str = "query") -> PhotoFilter:
         """The search's filters and order (checked by the search: a bad one is a 400)."""
-        return PhotoFilter(self.one("under", where), self.one("after", where),
-                           self.one("before", where), self.one("camera", where),
-                           self.one("near", where), self.one("within", where),
-                           self.one("sort", where) or "score")
+        given = {f.name: self.one(f.name, where) for f in dataclasses.fields(PhotoFilter)}
+        return PhotoFilter(**{name: value for name, value in given.items() if value is not None})
 
     def min_z(self, where: str = "query") -> float | None:
         value = self.one("min_z", where)

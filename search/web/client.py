@@ -8,6 +8,7 @@ searches in-process, silently.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import ssl
@@ -34,10 +35,11 @@ def ask_server(index_dir: str, texts: Sequence[str], negatives: Sequence[str], k
         params = [("q", t) for t in texts] + [("not", n) for n in negatives] + [("k", str(k))]
         if where.under:
             params.append(("under", os.path.realpath(os.path.expanduser(where.under))))
-        params += [(name, str(value)) for name, value in (
-            ("after", where.after), ("before", where.before), ("camera", where.camera),
-            ("near", where.near), ("within", where.within), ("sort", where.sort),
-            ("min_z", min_z)) if value is not None]
+        # The API's parameters have the filter's field names (search/web/openapi.py).
+        params += [(f.name, str(value)) for f in dataclasses.fields(where)
+                   if f.name != "under" and (value := getattr(where, f.name)) is not None]
+        if min_z is not None:
+            params.append(("min_z", str(min_z)))
         request = urllib.request.Request(f"{state['url']}/api/search?"
                                          + urllib.parse.urlencode(params))
         if state.get("token"):
