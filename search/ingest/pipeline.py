@@ -114,7 +114,7 @@ class Indexer:
                     remote.append(item)
                 else:
                     batch.append(item if item.pixels is not None or item.error
-                                 else self._preparer.prepare(item, set()))
+                                 else self._preparer.decoded(item))
             if len(batch) >= self._settings.batch_size:
                 self._commit(batch, report)
                 batch = []
@@ -169,7 +169,7 @@ class Indexer:
         size = self._settings.batch_size
         for start in range(0, len(items), size):
             batch = items[start:start + size]
-            self._commit([self._preparer.prepare(item, set()) for item in batch], report)
+            self._commit([self._preparer.decoded(item) for item in batch], report)  # hashed
             done += len(batch)
             if progress:
                 progress(done, total)

@@ -121,11 +121,13 @@ class Preparer:
         if item.fingerprint in known:  # touched or moved: its row and metadata stay
             return item
         item.meta = read_metadata(path, item.found.mtime_ns)  # new content: headers only
-        if not with_pixels:
-            return item
+        return self.decoded(item) if with_pixels else item
+
+    def decoded(self, item: Work) -> Work:
+        """A fingerprinted item with its pixels (or the reason it cannot be read)."""
         try:
             encoder = self._encoder.get()
-            item.pixels = decode(path, encoder, self._settings.max_megapixels,
+            item.pixels = decode(item.found.path, encoder, self._settings.max_megapixels,
                                  self._decode_margin(encoder))
         except ImageDecodeError as exc:
             item.error = exc.reason
