@@ -6,9 +6,10 @@ An index of --vectors synthetic unit vectors for ViT-B-32 (random init, the
 compute of the real model) is served by `clipsearch serve` in its own process.
 Reported in one run, for this checkout and for --against (another revision,
 served from a temporary git worktree, same index): warm HTTP latency p50/p95
-with one client and with 4 concurrent clients, queries/s with 4 clients, and
-the `clipsearch query` process when the server answers for it; once, the cold
-`clipsearch query` process without a server.
+with one client and with 4 concurrent clients, queries/s with 4 clients, one
+client's text-search p50/p95 while another uploads real phone photos (search by
+example image) in a loop, and the `clipsearch query` process when the server
+answers for it; once, the cold `clipsearch query` process without a server.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from common import CACHE, ROOT, cli, median_seconds, vit_b_32_dir
+from common import CACHE, ROOT, cli, median_seconds, photo_set, vit_b_32_dir
 
 
 def served_index(count: int) -> Path:
@@ -61,7 +62,40 @@ def ask(url: str, i: int) -> float:
     return time.perf_counter() - start
 
 
-def measure(command: list[str], index: Path, queries: int) -> dict[str, float]:
+def while_uploading(url: str, queries: int, images: list[bytes]) -> dict[str, float]:
+    """Text-search latencies of one client while another uploads `images` in a loop."""
+    import httpx
+
+    stop = threading.Event()
+    uploaded: list[float] = []
+
+    def upload_loop() -> None:
+        with httpx.Client(timeout=60) as client:
+            while not stop.is_set():
+                start = time.perf_counter()
+                answer = client.post(f"{url}/api/search", data={"k": "10"}, files={
+                    "image": ("photo.jpg", images[len(uploaded) % len(images)], "image/jpeg")})
+                answer.raise_for_status()
+                uploaded.append(time.perf_counter() - start)
+
+    uploader = threading.Thread(target=upload_loop)
+    uploader.start()
+    try:
+        while not uploaded:  # the first upload loads the image tower
+            time.sleep(0.05)
+        began = time.perf_counter()
+        texts = sorted(ask(url, 20_000 + i) for i in range(queries))
+        seconds = time.perf_counter() - began
+        count = len(uploaded)
+    finally:
+        stop.set()
+        uploader.join()
+    return {"p50up": texts[len(texts) // 2], "p95up": texts[int(len(texts) * 0.95) - 1],
+            "uploads": count / seconds, "upload_p50": sorted(uploaded)[len(uploaded) // 2]}
+
+
+def measure(command: list[str], index: Path, queries: int,
+            images: list[bytes]) -> dict[str, float]:
     """Serve ``index`` with ``command`` (a checkout's cli.py), then time warm queries."""
     server = subprocess.Popen([*command, "serve", "--index", str(index), "--port", "0"],
                               stderr=subprocess.PIPE, text=True)
@@ -86,13 +120,14 @@ def measure(command: list[str], index: Path, queries: int) -> dict[str, float]:
             client.join()
         rate = 4 * per_client / (time.perf_counter() - start)
         many.sort()
+        uploading = while_uploading(url, queries, images)
         via_server = median_seconds([*command, "query", "a dog", "--index", str(index)], 5)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(30)
     return {"p50": one[len(one) // 2], "p95": one[int(len(one) * 0.95) - 1],
             "p50x4": many[len(many) // 2], "p95x4": many[int(len(many) * 0.95) - 1],
-            "rate": rate, "via_server": via_server}
+            "rate": rate, "via_server": via_server, **uploading}
 
 
 @contextlib.contextmanager
@@ -116,11 +151,12 @@ def main() -> None:
                         help="git revision to compare with, served from a temporary worktree")
     args = parser.parse_args()
     index = served_index(args.vectors)
+    images = [path.read_bytes() for path in sorted(photo_set(8).glob("*.jpg"))]
     cold = median_seconds(cli("query", "a dog", "--index", str(index)), 5)
-    rows = {"this checkout": measure(cli(), index, args.queries)}
+    rows = {"this checkout": measure(cli(), index, args.queries, images)}
     with checkout(args.against) as other:
         rows[args.against] = measure([sys.executable, str(other / "cli.py")], index,
-                                     args.queries)
+                                     args.queries, images)
     print(f"{args.vectors} vectors, ViT-B-32 (random init), this machine's cores, "
           f"{args.queries} queries per figure")
     print(f"cold `clipsearch query` process, no server (median of 5): {cold:.2f} s")
@@ -130,6 +166,11 @@ def main() -> None:
         print(f"{name:<16} {1000 * r['p50']:>10.1f} ms {1000 * r['p95']:>5.1f} ms "
               f"{1000 * r['p50x4']:>11.1f} ms {1000 * r['p95x4']:>5.1f} ms {r['rate']:>6.0f} "
               f"{r['via_server']:>15.2f} s")
+    print("one client's text searches while another uploads 3-16 MP photos in a loop:")
+    print(f"{'server':<16} {'p50':>9} {'p95':>9} {'uploads/s':>10} {'upload p50':>11}")
+    for name, r in rows.items():
+        print(f"{name:<16} {1000 * r['p50up']:>6.1f} ms {1000 * r['p95up']:>6.1f} ms "
+              f"{r['uploads']:>10.1f} {1000 * r['upload_p50']:>8.0f} ms")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from search import corpus
 from search.duplicates import DEFAULT_THRESHOLD, DuplicateGroup, find_duplicates
 from search.encoding.encoder import load_encoder
 from search.encoding.identity import identity
-from search.encoding.session import EncoderLoader, ModelSession
+from search.encoding.session import EncoderLoader, LoadedModel, ModelSession
 from search.encoding.spec import ModelSpec
 from search.errors import ModelMismatch
 from search.filters import PhotoFilter
@@ -40,16 +40,20 @@ class Library:
     def __init__(self, index_dir: str, catalog: Catalog, model: ModelSpec | None = None,
                  load: EncoderLoader = load_encoder, precision: str | None = None) -> None:
         self.index_dir = index_dir
-        self._catalog = catalog
         try:
             spec, stored_precision = identity(index_dir, catalog, model, precision)
         except ModelMismatch:
             catalog.close()
             raise
-        self._store = VectorStore.of(index_dir, catalog)
-        self._session = ModelSession(index_dir, catalog, spec, stored_precision, load)
-        self._ingest = IngestRunner(index_dir, catalog, self._store, self._session)
-        self._searcher = Searcher(catalog, self._store, self._session)
+        self._attach(catalog, VectorStore.of(index_dir, catalog),
+                     ModelSession(index_dir, catalog, LoadedModel(spec, stored_precision, load)))
+
+    def _attach(self, catalog: Catalog, store: VectorStore, session: ModelSession) -> None:
+        self._catalog = catalog
+        self._store = store
+        self._session = session
+        self._ingest = IngestRunner(self.index_dir, catalog, store, session)
+        self._searcher = Searcher(catalog, store, session)
 
     @classmethod
     def open(cls, index_dir: str | None = None, model: ModelSpec | None = None,
@@ -62,6 +66,17 @@ class Library:
         """
         index_dir = resolve_index_dir(index_dir)
         return cls(index_dir, Catalog.open(index_dir, create=create), model, load, precision)
+
+    def reader(self) -> Library:
+        """This index for queries from another thread: its own catalog connection (which
+        `close` may close from any thread once that one is done with it), sharing this
+        Library's model and loaded FAISS index, so N threads can search at once without N
+        models. A reader only queries; indexing stays with this Library."""
+        twin = object.__new__(Library)
+        twin.index_dir = self.index_dir
+        catalog = Catalog.open(self.index_dir, any_thread=True)
+        twin._attach(catalog, self._store, self._session.sibling(catalog))
+        return twin
 
     @property
     def model(self) -> ModelSpec:

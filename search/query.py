@@ -101,7 +101,7 @@ def search_images(index: VectorIndex, catalog: Catalog, query: np.ndarray, k: in
         top = np.argsort(-scores, kind="stable")[:k]
         found = [(float(scores[j]), int(present[j])) for j in top]
     else:
-        scores, ids = index.search(query[None, :], k, allowed)
+        scores, ids = index.search(query[None, :], k, allowed, catalog)
         found = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
     if min_score is not None:
         found = [(s, i) for s, i in found if s >= min_score]
@@ -234,7 +234,8 @@ class Searcher:
 
     def ids(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> np.ndarray:
         """Top-k catalog ids per query row, through the FAISS index `images` uses."""
-        return self._store.for_queries(self._catalog).search(queries, k, allowed)[1]
+        return self._store.for_queries(self._catalog).search(queries, k, allowed,
+                                                             self._catalog)[1]
 
     def stored_vectors(self, paths: Sequence[str],
                        ) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:

@@ -103,7 +103,7 @@ def test_text_searches_answer_while_an_upload_is_still_encoding(
     import threading
 
     encoding, release = threading.Event(), threading.Event()
-    real = site.service._upload_encoder()  # made once, on the library thread
+    real = site.service._upload_encoder()  # made once, on a query thread
 
     def slow(data: bytes, name: str):  # noqa: ANN202 - an upload whose encode takes long
         encoding.set()
@@ -124,6 +124,34 @@ def test_text_searches_answer_while_an_upload_is_still_encoding(
     finally:
         release.set()
         upload.join(60)
+    assert answers[0][0] == 200
+
+
+def test_a_slow_text_search_holds_up_no_other(site: Server, counting,  # noqa: ANN001
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    site.service._run(lambda lib: lib.warm())  # texts now go through the (shared) model
+    encoding, release = threading.Event(), threading.Event()
+    real = counting.encode_texts
+
+    def encode(texts):  # noqa: ANN001, ANN202 - one query whose text takes long to encode
+        if "slow" in texts:
+            encoding.set()
+            release.wait(60)
+        return real(texts)
+
+    monkeypatch.setattr(counting, "encode_texts", encode)
+    answers: list = []
+    slow = threading.Thread(target=lambda: answers.append(call(site, "/api/search?q=slow")))
+    slow.start()
+    try:
+        assert encoding.wait(60)
+        # One query thread is held; another answers (and reads the catalog) meanwhile.
+        assert get_json(site, "/api/search?q=night&k=2")["results"]
+        assert get_json(site, "/api/info")["vectors"] == 12
+        assert slow.is_alive() and not answers
+    finally:
+        release.set()
+        slow.join(60)
     assert answers[0][0] == 200
 
 

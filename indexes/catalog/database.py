@@ -40,7 +40,10 @@ class Catalog(FileTable):
         self._version = SCHEMA_VERSION
 
     @classmethod
-    def open(cls, index_dir: str, create: bool = False) -> Catalog:
+    def open(cls, index_dir: str, create: bool = False, any_thread: bool = False) -> Catalog:
+        """The catalog of `index_dir`, read-only until the first write. Its connection
+        belongs to the opening thread; with `any_thread` another may use it or close it,
+        never two at once (a server's query threads each open their own)."""
         path = os.path.join(index_dir, CATALOG_FILE)
         if not os.path.isfile(path):
             if not create:
@@ -50,7 +53,8 @@ class Catalog(FileTable):
                 )
             os.makedirs(index_dir, exist_ok=True)
         try:
-            conn = CheckedConnection(sqlite3.connect(path, timeout=30, isolation_level=None),
+            conn = CheckedConnection(sqlite3.connect(path, timeout=30, isolation_level=None,
+                                                     check_same_thread=not any_thread),
                                      path)
             conn.execute("PRAGMA journal_mode=WAL")  # readers see a snapshot while indexing
             conn.execute("PRAGMA synchronous=NORMAL")

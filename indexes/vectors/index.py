@@ -197,10 +197,11 @@ class VectorIndex:
         self.attach(catalog)._tune(catalog, self.dim, settings.recall)
         return True
 
-    def search(self, queries: np.ndarray, k: int,
-               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None,
+               catalog: Catalog | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) per row, -1 where fewer exist; may hold retired ids (filter
-        them against the catalog). `allowed` restricts to those ids."""
+        them against the catalog). `allowed` restricts to those ids. Compressed kinds re-rank
+        through `catalog`, else the attached one (a thread of its own passes its own)."""
         import faiss
 
         queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.dim)
@@ -208,7 +209,8 @@ class VectorIndex:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         want = k + min(self.built.stale, 4 * k)  # room for retired ids the caller drops
         fetch = want + (self._overlay.dropped if self._overlay else 0)
-        refine = self.built.refine and self._catalog is not None
+        catalog = catalog or self._catalog
+        refine = self.built.refine and catalog is not None
         if refine:
             fetch = max(fetch, self.built.refine * k)
         fetch = min(fetch, self.count if allowed is None else len(allowed))
@@ -216,8 +218,8 @@ class VectorIndex:
         with _one_thread(len(queries) == 1 and self.built.knob is not None):
             params = self._params(sel, len(allowed) / max(self.count, 1) if sel else 1.0)
             scores, ids = self._index.search(queries, max(fetch, 1), params=params)
-        if refine:
-            scores, ids = self._rerank(queries, ids)
+        if refine and catalog is not None:
+            scores, ids = self._rerank(queries, ids, catalog)
         if self._overlay is not None and not self._overlay.empty:
             scores, ids = self._overlay.merge(queries, scores, ids, fetch, sel)
         return scores[:, :want], ids[:, :want]
@@ -246,13 +248,13 @@ class VectorIndex:
             return faiss.SearchParametersHNSW(sel=sel, efSearch=value)
         return faiss.SearchParameters(sel=sel)  # IDMap2 translates ids for the inner index
 
-    def _rerank(self, queries: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _rerank(self, queries: np.ndarray, ids: np.ndarray,
+                catalog: Catalog) -> tuple[np.ndarray, np.ndarray]:
         """Exact scores for the candidates, from the catalog's float vectors."""
-        assert self._catalog is not None
         out_s = np.full(ids.shape, -np.inf, np.float32)
         out_i = np.full(ids.shape, -1, np.int64)
         for row, (query, candidates) in enumerate(zip(queries, ids, strict=True)):
-            found, vectors = self._catalog.existing_vectors(candidates[candidates >= 0], self.dim)
+            found, vectors = catalog.existing_vectors(candidates[candidates >= 0], self.dim)
             scores = vectors @ query
             order = np.argsort(-scores, kind="stable")
             out_s[row, :len(order)] = scores[order]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 
 from indexes.catalog import Catalog
@@ -73,6 +74,7 @@ class VectorStore:
         self.index_dir = index_dir
         self.settings = settings
         self._loaded: tuple[int, VectorIndex] | None = None  # (generation, index) for queries
+        self._loading = threading.Lock()  # query threads share `_loaded`: one loads it
         self.shard_map: ShardMap | None = None  # set for a run with --ray: large builds shard
 
     @classmethod
@@ -112,17 +114,23 @@ class VectorStore:
 
     def for_queries(self, catalog: Catalog) -> VectorIndex:
         """The index as of the catalog's generation, loaded read-only once per generation
-        (warm queries reuse it). A rebuilt file is saved unless a writer is busy."""
+        (warm queries reuse it). A rebuilt file is saved unless a writer is busy.
+
+        Threads with catalogs of their own may share one store: one of them loads a new
+        generation while the others wait, and they search the same index at once (FAISS
+        searches are read-only; pass each thread's catalog to `VectorIndex.search`).
+        """
         dim = catalog.dim()
         if dim is None:  # checked before any model is loaded
             raise IndexNotFound(f"the index at {self.index_dir} is empty; add photos with "
                                 "`clipsearch index FOLDER`")
         generation = catalog.generation()
-        if self._loaded is None or self._loaded[0] != generation:
-            index = self.load(catalog, dim, writable=False,
-                              save_as=lambda built, at: self._try_save(catalog, built, at))
-            self._loaded = (generation, index)
-        return self._loaded[1]
+        with self._loading:
+            if self._loaded is None or self._loaded[0] != generation:
+                index = self.load(catalog, dim, writable=False,
+                                  save_as=lambda built, at: self._try_save(catalog, built, at))
+                self._loaded = (generation, index)
+            return self._loaded[1]
 
     def _try_save(self, catalog: Catalog, index: VectorIndex, generation: int) -> None:
         """Keep a rebuilt FAISS file for next time, unless a writer is busy (it will save)."""

@@ -8,6 +8,7 @@ cannot be answered that way loads the model.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -23,25 +24,59 @@ from search.photos import DEFAULT_MAX_MEGAPIXELS, draft, load_rgb, open_rgb
 EncoderLoader = Callable[[ModelSpec, str], Encoder]  # (model, precision) -> encoder
 
 
-class ModelSession:
-    """The encoder of one index's model and precision; `load` builds it (tests pass a tiny one)."""
+class LoadedModel:
+    """One index's model and cached text tower, loaded once by `load` (tests pass a tiny
+    one) and shared by the sessions of every thread that queries the index
+    (`ModelSession.sibling`)."""
 
-    def __init__(self, index_dir: str, catalog: Catalog, model: ModelSpec, precision: str,
-                 load: EncoderLoader) -> None:
+    def __init__(self, model: ModelSpec, precision: str, load: EncoderLoader) -> None:
         self.model = model
         self.precision = precision  # "auto" until the encoder is loaded
+        self.tower = CachedTower()
+        self.encoder: Encoder | None = None
+        self._load = load
+        self._lock = threading.Lock()  # one load, and one tower export, however many ask
+
+    def load(self) -> Encoder:
+        """The loaded encoder (loading it the first time; other threads wait for that)."""
+        if self.encoder is None:
+            with self._lock:
+                if self.encoder is None:
+                    encoder = self._load(self.model, self.precision)
+                    self.precision = encoder.precision  # "auto" resolved
+                    self.encoder = encoder
+        return self.encoder
+
+    def save_tower(self) -> None:
+        with self._lock:
+            self.tower.save_from(self.encoder)
+
+
+class ModelSession:
+    """The encoder of one index's model and precision, seen from one catalog connection."""
+
+    def __init__(self, index_dir: str, catalog: Catalog, model: LoadedModel) -> None:
         self._index_dir = index_dir
         self._catalog = catalog
-        self._load = load
-        self._encoder: Encoder | None = None
-        self._tower = CachedTower()
+        self._model = model
+
+    def sibling(self, catalog: Catalog) -> ModelSession:
+        """A session for another thread, reading `catalog` (its own connection), that shares
+        this one's loaded model."""
+        return ModelSession(self._index_dir, catalog, self._model)
+
+    @property
+    def model(self) -> ModelSpec:
+        return self._model.model
+
+    @property
+    def precision(self) -> str:
+        """fp32, bf16 or fp16; "auto" until the encoder is loaded for a new index."""
+        return self._model.precision
 
     def encoder(self) -> Encoder:
         """The loaded encoder (loading it the first time)."""
-        if self._encoder is None:
-            self._encoder = self._load(self.model, self.precision)
-            self.precision = self._encoder.precision  # "auto" resolved
-        return self._encoder
+        return self._model.load()
 
     def identity_meta(self) -> dict[str, str]:
         """What the catalog records with its first vectors (loads the encoder)."""
@@ -49,12 +84,12 @@ class ModelSession:
 
     def save_tower(self) -> None:
         """Keep the loaded model's text tower in the shared model cache (once per model)."""
-        self._tower.save_from(self._encoder)
+        self._model.save_tower()
 
     def text_vector(self, text: str) -> np.ndarray:
         """From the loaded model, else the ONNX text tower (no torch), else the model."""
-        if self._encoder is None:
-            vector = self._tower.encode(text, self.model, self.precision)
+        if self._model.encoder is None:
+            vector = self._model.tower.encode(text, self.model, self.precision)
             if vector is not None:
                 return vector
         vector = self.encoder().encode_texts([text])[0]

@@ -1,10 +1,11 @@
 """What `clipsearch serve` answers, independent of HTTP.
 
-One Library lives on one thread (SQLite connections stay in the thread that
-made them, and the model is loaded once); request threads hand it work and
-wait. Photos are served only by catalog id, and only while the file on
-disk is still the one that was indexed (same size and mtime), so no request
-can name a path, and a photo swapped for a link to something else is refused.
+Queries run on a pool of threads sized to the cores, each with a Library of its own
+(`Library.reader`: its own SQLite connection) sharing one model and one loaded FAISS
+index, so searches answer side by side and a slow one holds up no other. Photos are
+served only by catalog id, and only while the file on disk is still the one that was
+indexed (same size and mtime), so no request can name a path, and a photo swapped for
+a link to something else is refused.
 """
 
 from __future__ import annotations
@@ -34,20 +35,32 @@ THUMB_DIR = "thumbs"  # beside the index: thumbs/<id>.jpg (an id's content never
 THUMB_SIDE = 320
 
 
+def query_threads() -> int:
+    """One query thread per core, and at least two, so one slow query leaves another free."""
+    return max(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+               else os.cpu_count() or 1)
+
+
 class NotFound(ClipSearchError):
     """No indexed photo with that id (or it is no longer the file that was indexed)."""
 
 
 class SearchService:
-    """Searches, photos and thumbnails by catalog id, answered from one Library on one thread.
+    """Searches, photos and thumbnails by catalog id, answered by `threads` query threads.
 
-    ``open_library`` runs on that thread, so the Library is made where it is used.
+    ``open_library`` runs here, in the calling thread; each query thread makes its own
+    reader of that Library the first time it runs. Close the service in this thread.
     """
 
-    def __init__(self, open_library: Callable[[], Library]) -> None:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="clipsearch-library")
-        self._lib: Library = self._pool.submit(open_library).result()
-        self._thread = self._pool.submit(threading.current_thread).result()
+    def __init__(self, open_library: Callable[[], Library],
+                 threads: int | None = None) -> None:
+        self._lib = open_library()
+        self._local = threading.local()  # .lib on query threads: their reader
+        self._readers: list[Library] = []
+        self._readers_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(threads or query_threads(),
+                                        thread_name_prefix="clipsearch-query",
+                                        initializer=self._mark_query_thread)
         self._encode_upload: Callable[[bytes, str], Any] | None = None  # _upload_encoder
         self.index_dir = self._lib.index_dir
         # In photo URLs, so a browser never shows another index's cached photo for an id.
@@ -55,32 +68,47 @@ class SearchService:
         self.started = time.time()  # Last-Modified of a thumbnail that could not be cached
         self.version = hashlib.blake2b(stamp.encode(), digest_size=5).hexdigest()
 
+    def _mark_query_thread(self) -> None:
+        self._local.lib = None  # its reader, opened by the first query it runs
+
+    def _reader(self) -> Library:
+        """The running query thread's own reader of the Library, opened the first time."""
+        reader: Library | None = self._local.lib
+        if reader is None:
+            reader = self._local.lib = self._lib.reader()
+            with self._readers_lock:
+                self._readers.append(reader)
+        return reader
+
     def _run(self, work: Callable[[Library], T]) -> T:
-        if threading.current_thread() is self._thread:  # already there (``call``)
-            return work(self._lib)
-        return self._pool.submit(work, self._lib).result()
+        """`work` with a query thread's reader: at once on a query thread (``call``)."""
+        if hasattr(self._local, "lib"):
+            return work(self._reader())
+        return self._pool.submit(lambda: work(self._reader())).result()
 
     async def call(self, method: Callable[..., T], *args: Any) -> T:
-        """Run one of this service's methods wholly on its thread, awaited from an event loop.
-
-        One hand-off instead of two (a worker thread that would wait on this one).
-        """
+        """Run one of this service's methods wholly on a query thread, awaited from an event
+        loop: one hand-off instead of two (a worker thread that would wait on the pool)."""
         return await asyncio.wrap_future(self._pool.submit(method, *args))
 
     def _upload_encoder(self) -> Callable[[bytes, str], Any]:
-        """The Library's upload encoder, made once on its thread (it loads the model)."""
+        """The Library's upload encoder, made once (it loads the model)."""
         if self._encode_upload is None:
             self._encode_upload = self._run(lambda lib: lib.upload_encoder())
         return self._encode_upload
 
     def close(self) -> None:
-        """Close the Library on its thread, then stop the thread."""
-        self._run(lambda lib: lib.close())
+        """Let queries in flight finish, then close every reader and the Library."""
         self._pool.shutdown()
+        with self._readers_lock:
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
+        self._lib.close()
 
     def warm(self) -> None:
         """Start loading the model, so the first image query does not wait for it."""
-        self._pool.submit(lambda: self._lib.warm())
+        self._pool.submit(self._run, lambda lib: lib.warm())
 
     def search(self, texts: list[str], negatives: list[str], k: int, where: PhotoFilter,
                min_z: float | None = None,
@@ -88,8 +116,8 @@ class SearchService:
         """Photos for text terms, `negatives` and an uploaded image (bytes, file name),
         filtered and ordered by `where`."""
         where.check()  # a bad filter fails before an upload is decoded
-        # An upload is decoded and encoded in this (a worker's) thread, beside the library
-        # thread: a slow upload no longer holds up the text searches queued there.
+        # An upload is decoded and encoded in this (a worker's) thread, not a query thread:
+        # however many uploads come at once, text searches find the query threads free.
         extra = [self._upload_encoder()(*upload)] if upload else []
 
         def work(lib: Library) -> list[ImageHit]:
