@@ -12,6 +12,8 @@ import ssl
 import threading
 from collections.abc import Callable
 
+from threadpoolctl import threadpool_limits
+
 from search.errors import CannotListen, ClipSearchError, QueryError
 from search.ingest.pipeline import IndexReport
 from search.library import Library
@@ -48,9 +50,18 @@ def serve(open_library: Callable[[], Library], host: str, port: int, token: str 
         ClipSearchError: the Library cannot be opened.
         KeyboardInterrupt: Ctrl-C before the server was announced.
     """
-    # Many small queries: one thread each beats OpenMP teams fighting over the cores
-    # (benchmarks/bench_serve.py, 2 cores, 4 clients: 44 queries/s against 10).
+    # Many small queries, side by side on the query threads: one thread each beats OpenMP
+    # teams fighting over the cores (benchmarks/bench_serve.py, 2 cores, 4 clients: 44
+    # queries/s against 10), and numpy's OpenBLAS, loaded before this, would keep a
+    # worker spinning on a core after every z-score product (49 queries/s against 65).
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with threadpool_limits(1, user_api="blas"):
+        return _serve(open_library, host, port, token, open_page, announce, tls, limits, watch)
+
+
+def _serve(open_library: Callable[[], Library], host: str, port: int, token: str | None,
+           open_page: bool, announce: Callable[[str, str], None], tls: Tls | None,
+           limits: Limits, watch: Callable[[IndexReport], None] | None) -> bool:
     stop = threading.Event()  # ends the watch, if any, when serving ends
     service = SearchService(open_library)
     try:
