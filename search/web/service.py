@@ -46,7 +46,8 @@ class NotFound(ClipSearchError):
 
 
 class SearchService:
-    """Searches, photos and thumbnails by catalog id, answered by `threads` query threads.
+    """Searches, photos and thumbnails by catalog id, answered by `threads` query threads
+    (uploaded images are encoded on threads of their own, one per core).
 
     ``open_library`` runs here, in the calling thread; each query thread makes its own
     reader of that Library the first time it runs. Close the service in this thread.
@@ -62,6 +63,9 @@ class SearchService:
                                         thread_name_prefix="clipsearch-query",
                                         initializer=self._mark_query_thread)
         self._encode_upload: Callable[[bytes, str], Any] | None = None  # _upload_encoder
+        # Uploaded images are encoded here, at most one per core at once, beside the query
+        # threads: however many uploads arrive, text searches find a query thread free.
+        self._encodes = ThreadPoolExecutor(query_threads(), thread_name_prefix="clipsearch-encode")
         self.index_dir = self._lib.index_dir
         # In photo URLs, so a browser never shows another index's cached photo for an id.
         stamp = f"{os.path.realpath(self.index_dir)}:{os.stat(self._lib.catalog_path).st_ino}"
@@ -100,6 +104,7 @@ class SearchService:
     def close(self) -> None:
         """Let queries in flight finish, then close every reader and the Library."""
         self._pool.shutdown()
+        self._encodes.shutdown()
         with self._readers_lock:
             for reader in self._readers:
                 reader.close()
@@ -116,9 +121,8 @@ class SearchService:
         """Photos for text terms, `negatives` and an uploaded image (bytes, file name),
         filtered and ordered by `where`."""
         where.check()  # a bad filter fails before an upload is decoded
-        # An upload is decoded and encoded in this (a worker's) thread, not a query thread:
-        # however many uploads come at once, text searches find the query threads free.
-        extra = [self._upload_encoder()(*upload)] if upload else []
+        extra = [self._encodes.submit(self._upload_encoder(), *upload).result()] if upload \
+            else []
 
         def work(lib: Library) -> list[ImageHit]:
             return lib.query(texts, [], negatives, k, vectors=extra, where=where, min_z=min_z)
