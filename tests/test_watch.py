@@ -136,3 +136,24 @@ def test_a_watcher_killed_mid_batch_loses_nothing_committed(
     report = open_library().index([str(photos)])
     assert counting.images_encoded == report.encoded == 101 - before  # only the rest
     assert open_library().info().vectors == 101
+
+
+def test_ctrl_c_while_idle_stops_quietly_but_during_a_run_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from search.ingest import watch as watch_module
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    runs: list[str] = []
+    # During the first run (its scan, say): the run's own interruption, not a quiet stop.
+    with pytest.raises(KeyboardInterrupt):
+        watch_module.watch([str(tmp_path)], interrupted, lambda: runs.append("again"),
+                           threading.Event())
+    # While idle, waiting for changes: a person's stop; nothing more runs.
+    monkeypatch.setattr(watch_module.Changes, "wait",
+                        lambda self, stop, rescan_s: interrupted())
+    watch_module.watch([str(tmp_path)], lambda: runs.append("first"),
+                       lambda: runs.append("again"), threading.Event())
+    assert runs == ["first"]

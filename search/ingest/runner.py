@@ -79,10 +79,9 @@ class IngestRunner:
                 present = [root for root in roots if os.path.isdir(root)]
                 reported(self._update(present, False, progress, settings, None))
 
-            with contextlib.suppress(KeyboardInterrupt):  # while idle: a person's stop
-                watch(roots, lambda: reported(self._update(roots, bool(folders), progress,
-                                                           settings, vectors)),
-                      again, stop, ignore=[self._index_dir])
+            watch(roots, lambda: reported(self._update(roots, bool(folders), progress,
+                                                       settings, vectors)),
+                  again, stop, ignore=[self._index_dir])
 
     def files(self, paths: Sequence[str], progress: ProgressFn | None,
               settings: IngestSettings) -> IndexReport:

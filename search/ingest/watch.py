@@ -72,7 +72,8 @@ def watch(roots: Sequence[str], first: Callable[[], None], run: Callable[[], Non
           stop: threading.Event, ignore: Sequence[str] = (), rescan_s: float = RESCAN_S) -> None:
     """Call `first` once events are watched for (so changes during it are not missed),
     then `run` after every settled burst of changes under `roots` (and every `rescan_s`)
-    until `stop` is set; a folder that cannot be watched now is caught by the rescans."""
+    until `stop` is set or Ctrl-C while idle; a folder that cannot be watched now is
+    caught by the rescans. Ctrl-C during a run is that run's (it raises)."""
     from watchdog.observers import Observer
 
     changes = Changes(ignore)
@@ -86,8 +87,17 @@ def watch(roots: Sequence[str], first: Callable[[], None], run: Callable[[], Non
     observer.start()
     try:
         first()
-        while changes.wait(stop, rescan_s):
+        while _idle(changes, stop, rescan_s):
             run()
     finally:
         observer.stop()
         observer.join(5)
+
+
+def _idle(changes: Changes, stop: threading.Event, rescan_s: float) -> bool:
+    """Wait for the next run (True); False once `stop` is set or Ctrl-C comes meanwhile (a
+    person's stop: nothing is half done)."""
+    try:
+        return changes.wait(stop, rescan_s)
+    except KeyboardInterrupt:
+        return False
