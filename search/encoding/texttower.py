@@ -232,6 +232,7 @@ class CachedTower:
     def __init__(self) -> None:
         self._tower: TextTower | None = None
         self._looked = False
+        self._saved = False  # the loaded model's tower is in the cache (or cannot be)
 
     def encode(self, text: str, spec: ModelSpec, precision: str) -> np.ndarray | None:
         """The text's vector from the saved tower, or None when there is no usable one."""
@@ -247,7 +248,7 @@ class CachedTower:
             return self._tower.encode_texts([text])[0]
         except Exception as exc:  # noqa: BLE001 - a mismatch or an onnxruntime failure
             log.warning("the text tower failed (%s); using the full model", exc)
-            self._tower = None
+            self._tower, self._saved = None, False  # export a good one from the model
             with contextlib.suppress(IndexBusy), writer_lock(folder):
                 forget_tower(folder)
             return None
@@ -255,11 +256,12 @@ class CachedTower:
     def save_from(self, encoder: object) -> None:
         """Export the tower of a loaded open_clip model, unless a matching one exists (or
         another process is exporting it right now)."""
-        if not isinstance(encoder, ClipEncoder) or self._tower is not None:
-            return
+        if not isinstance(encoder, ClipEncoder) or self._tower is not None or self._saved:
+            return  # (a server's every text query comes here: no file is read twice)
         folder = tower_dir(encoder.spec, encoder.precision)
         if has_tower(folder, encoder.spec, encoder.precision) or \
                 export_failed(folder, encoder.spec, encoder.precision):
+            self._saved = True
             return
         from search.encoding.towerexport import export_tower
 
