@@ -129,12 +129,18 @@ def test_filters_live_in_the_url_and_reach_the_api(page, site: Server) -> None: 
                            "'no matches'")
 
 
-def test_the_duplicates_view_shows_the_api_s_groups(page, site: Server) -> None:  # noqa: ANN001
+def test_the_duplicates_view_shows_the_api_s_groups(page, site: Server, photos: Path,  # noqa: ANN001
+                                                    open_library) -> None:  # noqa: ANN001
     import json
+    import shutil
     import urllib.request
 
+    # A byte copy, indexed while the server runs: at least one group to show.
+    shutil.copy(photos / "beach" / "p01.png", photos / "city" / "copy of p01.png")
+    open_library().index([str(photos)])
     with urllib.request.urlopen(site.url + "/api/duplicates") as answer:
         groups = json.load(answer)["groups"]
+    assert any(len(g["members"]) == 2 for g in groups)
     page.click("#dups")
     page.wait_for_url("**/?view=duplicates")
     page.wait_for_function("() => !document.getElementById('status').textContent"
