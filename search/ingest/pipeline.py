@@ -169,7 +169,7 @@ class Indexer:
         size = self._settings.batch_size
         for start in range(0, len(items), size):
             batch = items[start:start + size]
-            self._commit([self._preparer.decoded(item) for item in batch], report)  # hashed
+            self._commit(self._preparer.decoded_batch(batch), report)  # hashed already
             done += len(batch)
             if progress:
                 progress(done, total)

@@ -133,6 +133,11 @@ class Preparer:
             item.error = exc.reason
         return item
 
+    def decoded_batch(self, items: list[Work]) -> list[Work]:
+        """`decoded` of fingerprinted items, on the decode threads (a wave, as `prepared`)."""
+        with ThreadPoolExecutor(self._settings.workers) as pool:
+            return list(pool.map(self.decoded, items))
+
     def _decode_margin(self, encoder: Encoder) -> int:
         """The JPEG shortcut, checked once, when the first photo needs decoding: only
         then is the model loaded anyway (`search.photos.draft`)."""
