@@ -7,11 +7,13 @@ gives rows.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -174,6 +176,24 @@ def image_weight(term: str) -> tuple[float, str]:
     return (1.0, term) if os.path.exists(term) else split_weight(term)
 
 
+_blas: Any = None  # threadpoolctl's hold on the BLAS libraries, taken at the first query
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """numpy's products in a query (one vector against at most Z_SAMPLE rows, or a filter's
+    subset) on one BLAS thread: a second saves ~0.4 ms, then OpenBLAS keeps it spinning on
+    a core for ~0.1 s, and the next query's text encode runs 3-4x slower beside it
+    (benchmarks/bench_query.py, warm p50 over 100,000 vectors: 124 ms, 33 ms with this)."""
+    global _blas
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController
+
+        _blas = ThreadpoolController().select(user_api="blas")
+    with _blas.limit(limits=1):
+        yield
+
+
 class Searcher:
     """Queries of one index: its catalog, its FAISS store and its model session."""
 
@@ -195,10 +215,11 @@ class Searcher:
         positives += [(1.0, v) for v in vectors]
         minus = [(w, text_vector(t)) for w, t in map(split_weight, negatives)]
         query = combine(positives, minus)
-        hits = search_images(index, self._catalog, query, k, where.allowed(self._catalog),
-                             min_score)
-        if z or min_z is not None:  # a cold query that shows no z skips reading the sample
-            hits = with_z(hits, query, self._z_sample(index.dim), min_z)
+        with one_blas_thread():
+            hits = search_images(index, self._catalog, query, k, where.allowed(self._catalog),
+                                 min_score)
+            if z or min_z is not None:  # a cold query that shows no z skips the sample
+                hits = with_z(hits, query, self._z_sample(index.dim), min_z)
         return newest_first(hits) if where.sort == "taken" else hits
 
     def similar(self, file_id: int, k: int) -> list[ImageHit]:
@@ -207,8 +228,9 @@ class Searcher:
         if vector is None:
             raise QueryError(f"no indexed image with id {file_id}")
         index = self._store.for_queries(self._catalog)
-        hits = search_images(index, self._catalog, vector, k)
-        return with_z(hits, vector, self._z_sample(index.dim), None)
+        with one_blas_thread():
+            hits = search_images(index, self._catalog, vector, k)
+            return with_z(hits, vector, self._z_sample(index.dim), None)
 
     def _z_sample(self, dim: int) -> ScoreSpread:
         """The spread of every stored vector, or of a fixed random sample of Z_SAMPLE, once
@@ -225,7 +247,9 @@ class Searcher:
         texts, vectors = self._catalog.texts.matrix(dim) if dim else ([], None)
         if not texts or vectors is None:
             raise QueryError("the text corpus is empty; add texts with `clipsearch texts add FILE`")
-        return rank_texts(texts, vectors, self._session.image_vector(image), k)
+        vector = self._session.image_vector(image)
+        with one_blas_thread():
+            return rank_texts(texts, vectors, vector, k)
 
     def photo(self, file_id: int) -> FileRow | None:
         """The catalog's row for an indexed photo (with a vector), else None."""

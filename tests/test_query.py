@@ -140,3 +140,23 @@ def test_querying_an_empty_index_says_so_without_loading_a_model(tmp_path, tiny_
     lib = Library.open(str(tmp_path / "idx"), tiny_spec, create=True, load=no_model)
     with lib, pytest.raises(IndexNotFound, match="empty"):
         lib.query(["a cat"])
+
+
+def test_a_query_uses_one_blas_thread_and_leaves_the_process_as_it_was(
+    indexed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from threadpoolctl import threadpool_info
+
+    import search.query as query_module
+
+    def blas() -> list[int]:
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas()
+    during: list[list[int]] = []
+    real = query_module.with_z
+    monkeypatch.setattr(query_module, "with_z", lambda *a: during.append(blas()) or real(*a))
+    lib, _, _ = indexed
+    assert lib.query(["a photo"], k=3)  # with z: numpy scores the collection's sample
+    assert during and all(n == 1 for n in during[0])
+    assert blas() == before  # e.g. an evaluation's large products keep every thread
