@@ -66,3 +66,29 @@ def test_exact_decoding_is_never_reduced_and_makes_no_check(
 def test_benchmark_indexes_are_kept_apart_by_decode_mode() -> None:
     # `eval` decodes exactly by default; a run with the shortcut must not reuse its vectors.
     assert eval_index_dir("m", "fp32", "exact") != eval_index_dir("m", "fp32", "auto")
+
+
+def test_a_bf16_index_is_checked_in_float32_and_gets_the_fp32_margin(
+    real_photos: list[Path], tiny_encoder
+) -> None:
+    # bf16's own rounding moves every vector a little, whatever the decode; the check must
+    # not count that against the shortcut. A stand-in for a bf16 encoder: the same model,
+    # each vector it returns moved by ~2e-4 of cosine (more than bf16 on ViT-B-32).
+    import copy
+
+    from search.photos import draft
+
+    rng = np.random.default_rng(0)
+    rounded = copy.copy(tiny_encoder)
+    rounded.precision = "bf16"
+
+    def encode_images(pixels):  # noqa: ANN001, ANN202
+        rows = tiny_encoder.encode_images(pixels)
+        rows = rows + rng.normal(scale=0.02 / np.sqrt(rows.shape[1]), size=rows.shape)
+        return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+    rounded.encode_images = encode_images
+    paths = [str(p) for p in real_photos]
+    half, full = draft.choose(paths, rounded, 100), draft.choose(paths, tiny_encoder, 100)
+    assert half is not None and full is not None and full.margin != 0
+    assert half.margin == full.margin

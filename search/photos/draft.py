@@ -19,12 +19,13 @@ import stat
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from indexes.catalog import Catalog
-from search.encoding.encoder import Encoder
+from search.encoding.encoder import ClipEncoder, Encoder
 from search.errors import ImageDecodeError
 from search.photos.decode import draft_scale, load_rgb
 from search.photos.formats import JPEG_EXTENSIONS
@@ -70,13 +71,15 @@ def choose(paths: Sequence[str], encoder: Encoder, max_megapixels: float) -> Dec
     within MIN_COSINE of their full decodes; None when there is no large JPEG to measure."""
     large = (p for p in paths[:SCAN] if _is_large_jpeg(p, encoder.image_size))
     probes = list(itertools.islice(large, PROBES))
-    full = _vectors(probes, encoder, max_megapixels, None)
+    tower = _float32(encoder)
+    full = _vectors(probes, encoder, tower, max_megapixels, None)
     if full is None:
         return None
     probes = [p for p, v in zip(probes, full, strict=True) if v is not None]
     exact = np.stack([v for v in full if v is not None])
     for margin in MARGINS:
-        reduced = _vectors(probes, encoder, max_megapixels, draft_floor(encoder.image_size, margin))
+        reduced = _vectors(probes, encoder, tower, max_megapixels,
+                           draft_floor(encoder.image_size, margin))
         if reduced is None or any(v is None for v in reduced):
             continue
         cosine = float(np.min(np.sum(np.stack(reduced) * exact, axis=1)))
@@ -85,9 +88,22 @@ def choose(paths: Sequence[str], encoder: Encoder, max_megapixels: float) -> Dec
     return DecodeChoice(0, None, len(probes))
 
 
-def _vectors(paths: Sequence[str], encoder: Encoder, max_megapixels: float,
-             min_side: int | None) -> list[np.ndarray | None] | None:
-    """Each photo's vector (None where it cannot be decoded); None when none can."""
+def _float32(encoder: Encoder) -> Encoder | Any:
+    """The image tower the check encodes with: float32 whatever the index's precision.
+    bf16's own rounding moves a vector by ~1e-4 of cosine between any two inputs, which
+    is not the decode's doing and would refuse the smaller margins (ViT-B-32 in bf16 on
+    the benchmark photos: margin 4 instead of 2, decoding ~3x slower)."""
+    if isinstance(encoder, ClipEncoder) and encoder.precision != "fp32":
+        from search.encoding.candidates import TorchCast
+
+        return TorchCast(encoder, "fp32")
+    return encoder
+
+
+def _vectors(paths: Sequence[str], encoder: Encoder, tower: Encoder | Any,
+             max_megapixels: float, min_side: int | None) -> list[np.ndarray | None] | None:
+    """Each photo's vector through `tower` (None where it cannot be decoded, with the
+    encoder's own preprocessing); None when none can."""
     import torch
 
     pixels: list[object | None] = []
@@ -99,7 +115,7 @@ def _vectors(paths: Sequence[str], encoder: Encoder, max_megapixels: float,
     good = [p for p in pixels if p is not None]
     if not good:
         return None
-    vectors = iter(encoder.encode_images(torch.stack(good)))  # type: ignore[arg-type]
+    vectors = iter(tower.encode_images(torch.stack(good)))  # type: ignore[arg-type]
     return [next(vectors) if p is not None else None for p in pixels]
 
 
