@@ -18,6 +18,7 @@ import os
 import stat
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -106,12 +107,15 @@ def _vectors(paths: Sequence[str], encoder: Encoder, tower: Encoder | Any,
     encoder's own preprocessing); None when none can."""
     import torch
 
-    pixels: list[object | None] = []
-    for path in paths:
+    def pixels_of(path: str) -> object | None:
         try:
-            pixels.append(encoder.preprocess(load_rgb(path, max_megapixels, min_side=min_side)))
+            return encoder.preprocess(load_rgb(path, max_megapixels, min_side=min_side))
         except ImageDecodeError:
-            pixels.append(None)
+            return None
+
+    # On every core: the run's other decode threads wait for this check meanwhile.
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        pixels = list(pool.map(pixels_of, paths))
     good = [p for p in pixels if p is not None]
     if not good:
         return None
