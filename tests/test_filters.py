@@ -171,4 +171,4 @@ def test_the_api_filters_and_refuses_bad_filters(site, photos: Path) -> None:
     assert get("camera=canon") == [] and get("after=2999-01-01") == []
     with pytest.raises(urllib.error.HTTPError) as refused:
         get("near=1,2&within=far")
-    assert refused.value.code == 400 and b"--within far" in refused.value.read()
+    assert refused.value.code == 400 and b"'within' far" in refused.value.read()

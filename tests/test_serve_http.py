@@ -87,6 +87,19 @@ def test_each_route_reads_exactly_the_parameters_it_declares(
     assert read == declared
 
 
+@pytest.mark.parametrize(("params", "named"), [
+    ({"q": "night", "after": "2024-13-45"}, "'after' 2024-13-45: write a date"),
+    ({"q": "night", "within": "5km"}, "'within' needs 'near'"),
+    ({"q": "night", "after": "2024-06-01", "before": "2023-01-01"},
+     "'after' 2024-06-01 is not before 'before' 2023-01-01"),
+])
+def test_errors_name_the_api_s_parameters_not_command_line_options(
+        client: TestClient, params: dict[str, str], named: str) -> None:
+    answer = client.get("/api/search", params=params)
+    assert answer.status_code == 400
+    assert named in answer.json()["error"] and "--" not in answer.json()["error"]
+
+
 @pytest.mark.parametrize("route", ["image", "thumb"])
 def test_photos_stream_with_validators_ranges_and_head(client: TestClient, route: str,
                                                        tmp_path: Path) -> None:

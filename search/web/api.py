@@ -183,9 +183,18 @@ def _answered(endpoint: Endpoint, handler: Handler) -> Callable[[Request], Await
         except NotFound as exc:
             return error_response(str(exc), HTTPStatus.NOT_FOUND)
         except ClipSearchError as exc:
-            return error_response(str(exc), HTTPStatus.BAD_REQUEST)
+            return error_response(_in_api_terms(str(exc), endpoint), HTTPStatus.BAD_REQUEST)
 
     return route
+
+
+def _in_api_terms(message: str, endpoint: Endpoint) -> str:
+    """A library error names the command line's options (`--after`, `--not`, `-k`); here
+    they are this route's parameters of the same names ('after', 'not', 'k')."""
+    for param in endpoint.params:
+        flag = f"-{param.name}" if len(param.name) == 1 else f"--{param.name}"
+        message = re.sub(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", f"'{param.name}'", message)
+    return message
 
 
 class _Uploads:
