@@ -273,5 +273,5 @@ def test_the_api_answers_the_groups_with_ids_and_thumbnails(site, photos: Path) 
     assert get_json(site, f"/api/duplicates?threshold={THRESHOLD}&under={photos / 'city'}"
                     ) == {"groups": []}
     status, _, body = call(site, "/api/duplicates?threshold=2")
-    assert status == 400 and b"--threshold" in body
+    assert status == 400 and b"'threshold' 2.0" in body
     assert call(site, "/api/duplicates?threshold=x")[0] == 400
