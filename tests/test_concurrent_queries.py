@@ -98,3 +98,46 @@ def test_a_reader_has_its_own_connection_and_shares_the_model(
     assert len(connections) == len(readers) + 1
     for reader in readers.values():
         reader.close()  # from this thread, once its own is done with it
+
+
+def test_readers_keep_answering_while_a_writer_commits(
+    open_library, photos: Path, tmp_path: Path
+) -> None:
+    from tiny import make_photo
+
+    from search import IngestSettings
+
+    writer = open_library()
+    writer.index([str(photos)])
+    reader_source = open_library()  # a server's Library; its readers go to other threads
+    more = tmp_path / "more"
+    for i in range(40):
+        make_photo(more / f"m{i:02d}.png", seed=500 + i)
+    stop = threading.Event()
+    seen: list[int] = []
+    errors: list[BaseException] = []
+
+    def keep_querying() -> None:
+        reader = reader_source.reader()
+        try:
+            while not stop.is_set():
+                seen.append(len(reader.query(["a photo"], k=100)))
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            errors.append(exc)
+        finally:
+            reader.close()
+
+    threads = [threading.Thread(target=keep_querying) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:  # batches of 8: each commit is a new generation the readers load while querying
+        writer.index([str(photos), str(more)], settings=IngestSettings(batch_size=8))
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+    assert not errors, errors
+    assert seen and min(seen) >= 12 and all(n <= 52 for n in seen)
+    after = reader_source.reader()
+    assert len(after.query(["a photo"], k=100)) == 52  # every commit reached the readers
+    after.close()
