@@ -237,8 +237,12 @@ class Searcher:
         per generation."""
         generation = self._catalog.generation()
         if self._sample is None or self._sample[0] != generation:
-            self._sample = (generation,
-                            ScoreSpread.of(self._catalog.sample_vectors(Z_SAMPLE, dim)))
+            # The sample's ids and their vectors are two reads: one snapshot, or a writer
+            # retiring a photo between them fails the query.
+            with self._catalog.snapshot():
+                generation = self._catalog.generation()
+                sample = ScoreSpread.of(self._catalog.sample_vectors(Z_SAMPLE, dim))
+            self._sample = (generation, sample)
         return self._sample[1]
 
     def describe(self, image: str, k: int) -> list[TextHit]:

@@ -141,3 +141,26 @@ def test_readers_keep_answering_while_a_writer_commits(
     after = reader_source.reader()
     assert len(after.query(["a photo"], k=100)) == 52  # every commit reached the readers
     after.close()
+
+
+def test_the_z_sample_is_read_from_one_snapshot_while_a_writer_deletes(
+    open_library, photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lib = open_library()
+    lib.index([str(photos)])
+    real = Catalog.vectors_by_ids
+    deleted: list[int] = []
+
+    def then_a_writer_deletes(self: Catalog, ids: np.ndarray, dim: int) -> np.ndarray:
+        if not deleted:  # between reading the sample's ids and reading their vectors
+            writer = Catalog.open(lib.index_dir)
+            with writer.transaction():
+                writer.delete_files([int(ids[0])])
+                writer.bump_generation()
+            writer.close()
+            deleted.append(int(ids[0]))
+        return real(self, ids, dim)
+
+    monkeypatch.setattr(Catalog, "vectors_by_ids", then_a_writer_deletes)
+    hits = lib.query(["a photo"], k=12)  # with z: reads the collection's sample
+    assert deleted and len(hits) >= 11 and all(h.z is not None for h in hits)
