@@ -28,7 +28,7 @@ from search.ingest.pipeline import IndexReport, ProgressFn
 from search.ingest.prepare import IngestSettings
 from search.ingest.runner import IngestRunner
 from search.locations import resolve_index_dir
-from search.query import ImageHit, Searcher, TextHit
+from search.query import ImageHit, Searcher, TextHit, ZSample
 
 
 class Library:
@@ -46,14 +46,16 @@ class Library:
             catalog.close()
             raise
         self._attach(catalog, VectorStore.of(index_dir, catalog),
-                     ModelSession(index_dir, catalog, LoadedModel(spec, stored_precision, load)))
+                     ModelSession(index_dir, catalog, LoadedModel(spec, stored_precision, load)),
+                     ZSample())
 
-    def _attach(self, catalog: Catalog, store: VectorStore, session: ModelSession) -> None:
+    def _attach(self, catalog: Catalog, store: VectorStore, session: ModelSession,
+                z_sample: ZSample) -> None:
         self._catalog = catalog
         self._store = store
         self._session = session
         self._ingest = IngestRunner(self.index_dir, catalog, store, session)
-        self._searcher = Searcher(catalog, store, session)
+        self._searcher = Searcher(catalog, store, session, z_sample)
 
     @classmethod
     def open(cls, index_dir: str | None = None, model: ModelSpec | None = None,
@@ -70,12 +72,13 @@ class Library:
     def reader(self) -> Library:
         """This index for queries from another thread: its own catalog connection (which
         `close` may close from any thread once that one is done with it), sharing this
-        Library's model and loaded FAISS index, so N threads can search at once without N
-        models. A reader only queries; indexing stays with this Library."""
+        Library's model, loaded FAISS index and z-score sample, so N threads can search at
+        once without N models. A reader only queries; indexing stays with this Library."""
         twin = object.__new__(Library)
         twin.index_dir = self.index_dir
         catalog = Catalog.open(self.index_dir, any_thread=True)
-        twin._attach(catalog, self._store, self._session.sibling(catalog))
+        twin._attach(catalog, self._store, self._session.sibling(catalog),
+                     self._searcher.z_sample)
         return twin
 
     @property

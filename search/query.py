@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import os
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -194,14 +195,38 @@ def one_blas_thread() -> Iterator[None]:
         yield
 
 
-class Searcher:
-    """Queries of one index: its catalog, its FAISS store and its model session."""
+class ZSample:
+    """An index's z-score sample, read once per generation and shared by the Searchers of
+    every thread that queries the index (each reads through its own catalog)."""
 
-    def __init__(self, catalog: Catalog, store: VectorStore, session: ModelSession) -> None:
+    def __init__(self) -> None:
+        self._held: tuple[int, ScoreSpread] | None = None  # (generation, spread)
+        self._lock = threading.Lock()  # one thread reads a new generation's sample
+
+    def spread(self, catalog: Catalog, dim: int) -> ScoreSpread:
+        """Every stored vector, or a fixed random sample of Z_SAMPLE of them."""
+        generation = catalog.generation()
+        with self._lock:
+            if self._held is None or self._held[0] != generation:
+                # The sample's ids and their vectors are two reads: one snapshot, or a
+                # writer retiring a photo between them fails the query.
+                with catalog.snapshot():
+                    generation = catalog.generation()
+                    sample = ScoreSpread.of(catalog.sample_vectors(Z_SAMPLE, dim))
+                self._held = (generation, sample)
+            return self._held[1]
+
+
+class Searcher:
+    """Queries of one index: its catalog, its FAISS store, its model session and its z-score
+    sample (the last three may be shared with other threads' Searchers)."""
+
+    def __init__(self, catalog: Catalog, store: VectorStore, session: ModelSession,
+                 z_sample: ZSample) -> None:
         self._catalog = catalog
         self._store = store
         self._session = session
-        self._sample: tuple[int, ScoreSpread] | None = None  # (generation, spread) for z
+        self.z_sample = z_sample
 
     def images(self, texts: Sequence[str], images: Sequence[str], negatives: Sequence[str],
                k: int, where: PhotoFilter, min_score: float | None, min_z: float | None,
@@ -219,7 +244,7 @@ class Searcher:
             hits = search_images(index, self._catalog, query, k, where.allowed(self._catalog),
                                  min_score)
             if z or min_z is not None:  # a cold query that shows no z skips the sample
-                hits = with_z(hits, query, self._z_sample(index.dim), min_z)
+                hits = with_z(hits, query, self.z_sample.spread(self._catalog, index.dim), min_z)
         return newest_first(hits) if where.sort == "taken" else hits
 
     def similar(self, file_id: int, k: int) -> list[ImageHit]:
@@ -230,20 +255,7 @@ class Searcher:
         index = self._store.for_queries(self._catalog)
         with one_blas_thread():
             hits = search_images(index, self._catalog, vector, k)
-            return with_z(hits, vector, self._z_sample(index.dim), None)
-
-    def _z_sample(self, dim: int) -> ScoreSpread:
-        """The spread of every stored vector, or of a fixed random sample of Z_SAMPLE, once
-        per generation."""
-        generation = self._catalog.generation()
-        if self._sample is None or self._sample[0] != generation:
-            # The sample's ids and their vectors are two reads: one snapshot, or a writer
-            # retiring a photo between them fails the query.
-            with self._catalog.snapshot():
-                generation = self._catalog.generation()
-                sample = ScoreSpread.of(self._catalog.sample_vectors(Z_SAMPLE, dim))
-            self._sample = (generation, sample)
-        return self._sample[1]
+            return with_z(hits, vector, self.z_sample.spread(self._catalog, index.dim), None)
 
     def describe(self, image: str, k: int) -> list[TextHit]:
         """The corpus texts that best match an image (the corpus is checked before the model)."""

@@ -77,12 +77,16 @@ def test_threads_with_their_own_connections_get_the_lone_query_answers(
     assert len(indexes) == 1  # loaded once (by the main thread), shared by every thread
 
 
-def test_a_reader_has_its_own_connection_and_shares_the_model(
-    open_library, photos: Path, counting
+def test_a_reader_has_its_own_connection_and_shares_the_model_and_z_sample(
+    open_library, photos: Path, counting, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lib = open_library()
     lib.index([str(photos)])
     loads = counting.loads
+    samples: list[int] = []  # reads of the z-score sample
+    real_sample = Catalog.sample_with_ids
+    monkeypatch.setattr(Catalog, "sample_with_ids",
+                        lambda self, *a, **k: samples.append(1) or real_sample(self, *a, **k))
     expected = [h.path for h in lib.query(["night"], k=5)]
     readers: dict[int, Library] = {}
 
@@ -94,6 +98,7 @@ def test_a_reader_has_its_own_connection_and_shares_the_model(
         results = list(pool.map(lambda _: search(), range(30)))
     assert all(found == expected for found in results)
     assert counting.loads == loads  # no reader loaded a model of its own
+    assert len(samples) == 1  # nor read the z-score sample again: one per generation
     connections = {id(r._catalog._conn) for r in readers.values()} | {id(lib._catalog._conn)}
     assert len(connections) == len(readers) + 1
     for reader in readers.values():
