@@ -48,8 +48,13 @@ class LoadedModel:
         return self.encoder
 
     def save_tower(self) -> None:
-        with self._lock:
-            self.tower.save_from(self.encoder)
+        """Export the text tower once; a thread that finds another exporting (seconds, the
+        first time) goes on with its query instead of waiting."""
+        if self._lock.acquire(blocking=False):
+            try:
+                self.tower.save_from(self.encoder)
+            finally:
+                self._lock.release()
 
 
 class ModelSession:

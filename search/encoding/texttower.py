@@ -232,20 +232,23 @@ class CachedTower:
     def __init__(self) -> None:
         self._tower: TextTower | None = None
         self._looked = False
+        self._lookup = threading.Lock()  # a server's query threads: one looks, the rest wait
         self._saved = False  # the loaded model's tower is in the cache (or cannot be)
 
     def encode(self, text: str, spec: ModelSpec, precision: str) -> np.ndarray | None:
         """The text's vector from the saved tower, or None when there is no usable one."""
         folder = tower_dir(spec, precision)
-        if not self._looked:
-            self._looked = True
-            done, self._tower = _preloaded(folder, spec, precision)
-            if not done:
-                self._tower = load_tower(folder, spec, precision)
-        if self._tower is None:
+        with self._lookup:
+            if not self._looked:
+                done, self._tower = _preloaded(folder, spec, precision)
+                if not done:
+                    self._tower = load_tower(folder, spec, precision)
+                self._looked = True
+        tower = self._tower
+        if tower is None:
             return None
         try:
-            return self._tower.encode_texts([text])[0]
+            return tower.encode_texts([text])[0]
         except Exception as exc:  # noqa: BLE001 - a mismatch or an onnxruntime failure
             log.warning("the text tower failed (%s); using the full model", exc)
             self._tower, self._saved = None, False  # export a good one from the model
