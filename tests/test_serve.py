@@ -100,8 +100,6 @@ def test_an_uploaded_twin_finds_its_photo_first(site: Server, photos: Path) -> N
 def test_text_searches_answer_while_an_upload_is_still_encoding(
     site: Server, photos: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import threading
-
     encoding, release = threading.Event(), threading.Event()
     real = site.service._upload_encoder()  # made once, on a query thread
 
